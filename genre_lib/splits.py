@@ -1,0 +1,53 @@
+"""Train/test protocols for offline evaluation.
+
+Both return (train, test) frames with the input's columns; nothing from `test` may reach a fitted part.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def stratified_split(df: pd.DataFrame, ratio: float = 0.75, filter_by: str = "item", seed: int = 42,
+                     col_user: str = "user_id", col_item: str = "item_id") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Microsoft Recommenders' `python_stratified_split` (the version behind its published ML-100k
+    table): one uniform number per row in the input's row order after `np.random.seed(seed)`, rows
+    sorted by (group, number), the first round(ratio * count) rows of each group train.
+
+    The row order of `df` matters: pass ML-100k in u.data order to reproduce the published split.
+    `round` is numpy's (half to even), as pandas applies it to the count column."""
+    if filter_by not in ("user", "item"):
+        raise ValueError("filter_by must be 'user' or 'item'")
+    by = col_user if filter_by == "user" else col_item
+    data = df.copy()
+    np.random.seed(seed)
+    data["_random"] = np.random.rand(data.shape[0])
+    data = data.sort_values([by, "_random"])
+    groups = data.groupby(by, sort=False)
+    count = groups[by].transform("count")
+    rank = groups.cumcount() + 1
+    train_mask = rank <= np.round(ratio * count)
+    data = data.drop(columns="_random")
+    return data[train_mask.to_numpy()], data[~train_mask.to_numpy()]
+
+
+def temporal_split(df: pd.DataFrame, holdout_share: float = 0.2, col_user: str = "user_id",
+                   col_item: str = "item_id", col_ts: str = "ts") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each user's last `holdout_share` of interactions by time held out (round half up, so a user
+    with fewer than 1/(2*share) interactions keeps them all in train). Ties in time break by item id
+    so the split does not depend on input order."""
+    data = df.sort_values([col_user, col_ts, col_item], kind="stable")
+    groups = data.groupby(col_user, sort=False)
+    count = groups[col_user].transform("count").to_numpy()
+    rank = groups.cumcount().to_numpy() + 1
+    n_test = np.floor(holdout_share * count + 0.5).astype(int)
+    test_mask = rank > count - n_test
+    return data[~test_mask], data[test_mask]
+
+
+def split(df: pd.DataFrame, protocol: str, holdout_share: float = 0.2, seed: int = 42):
+    if protocol == "temporal":
+        return temporal_split(df, holdout_share)
+    if protocol == "stratified":
+        return stratified_split(df, ratio=0.75, filter_by="item", seed=seed)
+    raise ValueError(f"eval.protocol: unknown protocol {protocol!r}")

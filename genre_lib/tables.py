@@ -1,0 +1,240 @@
+"""The data contract: every table is Parquet at <lake.root>/<table>/ds=YYYY-MM-DD/.
+
+A partition becomes visible only when complete: writers fill `_tmp-ds=D-<token>/`, write the
+`_SUCCESS` manifest into it, then swap it in by rename. Readers list only `ds=` folders that carry
+`_SUCCESS`, so a crashed writer leaves at worst an ignored temp folder, never a half table.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+SUCCESS = "_SUCCESS"
+
+_vec = pa.list_(pa.float32())
+
+# name -> (schema_version, arrow schema). Ids are strings whatever the source.
+SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
+    "interactions_clean": (1, pa.schema([
+        ("user_id", pa.string()), ("item_id", pa.string()), ("event", pa.string()),
+        ("rating", pa.float64()), ("ts", pa.timestamp("us", tz="UTC")),
+    ])),
+    "interactions_quarantine": (1, pa.schema([
+        ("user_id", pa.string()), ("item_id", pa.string()), ("event", pa.string()),
+        ("rating", pa.string()), ("ts", pa.string()), ("raw", pa.string()),
+        ("source_file", pa.string()), ("reason", pa.string()), ("run_id", pa.string()),
+    ])),
+    "items_clean": (1, pa.schema([
+        ("item_id", pa.string()), ("title", pa.string()), ("description", pa.string()),
+        ("genres", pa.list_(pa.string())), ("tags", pa.string()),
+    ])),
+    "genre_vocab": (1, pa.schema([("genre", pa.string()), ("genre_index", pa.int32())])),
+    "user_genre_weights": (1, pa.schema([
+        ("user_id", pa.string()), ("genre", pa.string()), ("count", pa.float64()),
+        ("weight", pa.float64()), ("rank", pa.int32()),
+    ])),
+    "item_genres": (1, pa.schema([
+        ("item_id", pa.string()), ("genre", pa.string()), ("score", pa.float64()),
+    ])),
+    "item_embeddings": (1, pa.schema([
+        ("item_id", pa.string()), ("text_hash", pa.string()), ("model_id", pa.string()),
+        ("dim", pa.int32()), ("vector", _vec),
+    ])),
+    "item_genre_scores": (1, pa.schema([
+        ("item_id", pa.string()), ("genre", pa.string()), ("probability", pa.float64()),
+        ("source", pa.string()),  # 'labelled' or 'predicted'
+    ])),
+    "recommendations": (1, pa.schema([
+        ("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
+        ("score", pa.float64()), ("genre_score", pa.float64()), ("content_score", pa.float64()),
+        ("cf_score", pa.float64()), ("popularity_score", pa.float64()), ("reason", pa.string()),
+    ])),
+}
+TABLES = [t for t in SCHEMAS if t != "genre_vocab"]
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A lake root on any filesystem pyarrow knows (local path, file://, s3://, hdfs://)."""
+    root: str
+
+    @property
+    def _fs(self) -> tuple[pafs.FileSystem, str]:
+        if "://" in self.root:
+            return pafs.FileSystem.from_uri(self.root)
+        return pafs.LocalFileSystem(), self.root
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        return self._fs[0]
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self._fs[1].rstrip("/"), *parts])
+
+    def uri(self, *parts: str) -> str:
+        """Path in the form Spark expects (the URI scheme kept)."""
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def partition(self, table: str, ds: dt.date | str) -> str:
+        return self.path(table, f"ds={ds}")
+
+    # --- reading -------------------------------------------------------------------------------
+    def committed(self, table: str) -> list[str]:
+        """Dates (YYYY-MM-DD) of the committed partitions of a table, sorted."""
+        sel = pafs.FileSelector(self.path(table), allow_not_found=True)
+        infos = self.fs.get_file_info(sel)
+        if self._recover(table, infos):
+            infos = self.fs.get_file_info(sel)
+        out = []
+        for info in infos:
+            name = info.base_name
+            if info.type == pafs.FileType.Directory and name.startswith("ds="):
+                if self.fs.get_file_info(f"{info.path}/{SUCCESS}").type == pafs.FileType.File:
+                    out.append(name[3:])
+        return sorted(out)
+
+    def _recover(self, table: str, infos: list) -> bool:
+        """Undo a commit that died between moving the old partition aside and moving the new one
+        in: the old one goes back, so readers keep last night's data until a rerun replaces it."""
+        names = {i.base_name for i in infos}
+        restored = False
+        for info in infos:
+            if info.base_name.startswith("_old-ds="):
+                ds = info.base_name[len("_old-ds="):][:10]
+                if f"ds={ds}" not in names:
+                    self.fs.move(info.path, self.partition(table, ds))
+                    names.add(f"ds={ds}")
+                    restored = True
+        return restored
+
+    def latest(self, table: str, on_or_before: dt.date | str) -> Optional[str]:
+        dates = [d for d in self.committed(table) if d <= str(on_or_before)]
+        return dates[-1] if dates else None
+
+    def manifest(self, table: str, ds: dt.date | str) -> dict:
+        with self.fs.open_input_stream(f"{self.partition(table, ds)}/{SUCCESS}") as f:
+            return json.loads(f.read())
+
+    def require(self, table: str, ds: dt.date | str) -> str:
+        if str(ds) not in self.committed(table):
+            raise FileNotFoundError(f"table {table} has no committed partition ds={ds} under {self.root}")
+        return self.partition(table, ds)
+
+    def read_pandas(self, table: str, ds: dt.date | str, columns: Optional[list[str]] = None) -> pd.DataFrame:
+        path = self.require(table, ds)
+        schema = SCHEMAS[table][1]
+        data = pads.dataset(path, filesystem=self.fs, format="parquet", schema=schema,
+                            exclude_invalid_files=False)
+        return data.to_table(columns=columns).to_pandas()
+
+    def spark_paths(self, table: str, dates: Iterable[str]) -> list[str]:
+        return [self.uri(table, f"ds={d}") for d in dates]
+
+    # --- writing -------------------------------------------------------------------------------
+    def staging(self, table: str, ds: dt.date | str) -> str:
+        """A fresh temp folder for one partition; pass it to `commit` once it is full."""
+        self.clean_stale(table)
+        path = self.path(table, f"_tmp-ds={ds}-{uuid.uuid4().hex[:12]}")
+        self.fs.create_dir(path, recursive=True)
+        return path
+
+    def commit(self, table: str, ds: dt.date | str, staged: str, manifest: dict) -> dict:
+        """Write the manifest into the staged folder, then swap it in as the partition."""
+        manifest = {"table": table, "ds": str(ds), "schema_version": SCHEMAS.get(table, (1,))[0],
+                    "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **manifest}
+        for key in ("row_count", "run_id", "config_hash"):
+            if key not in manifest:
+                raise ValueError(f"manifest for {table} lacks {key}")
+        with self.fs.open_output_stream(f"{staged}/{SUCCESS}") as f:
+            f.write(json.dumps(manifest, indent=1, sort_keys=True, default=str).encode())
+        final = self.partition(table, ds)
+        old = None
+        if self.fs.get_file_info(final).type != pafs.FileType.NotFound:
+            old = self.path(table, f"_old-ds={ds}-{uuid.uuid4().hex[:12]}")
+            self.fs.move(final, old)
+        self.fs.move(staged, final)
+        if old:
+            self.fs.delete_dir(old)
+        return manifest
+
+    def write_pandas(self, table: str, ds: dt.date | str, df: pd.DataFrame, manifest: dict) -> dict:
+        """Validate the frame against the table schema, write it as one partition, commit."""
+        schema = SCHEMAS[table][1]
+        missing = [c for c in schema.names if c not in df.columns]
+        if missing:
+            raise ValueError(f"{table}: frame lacks columns {missing}")
+        arrow = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+        staged = self.staging(table, ds)
+        pq.write_table(arrow, f"{staged}/part-00000.parquet", filesystem=self.fs)
+        return self.commit(table, ds, staged, {"row_count": arrow.num_rows, **manifest})
+
+    def write_spark(self, table: str, ds: dt.date | str, sdf, manifest: dict) -> dict:
+        """Write a Spark DataFrame (columns cast to the contract) as one partition, commit."""
+        staged = self.staging(table, ds)
+        self.spark_write(table, sdf, staged)
+        return self.commit(table, ds, staged, {"row_count": self.count_rows(staged), **manifest})
+
+    def spark_write(self, table: str, sdf, staged: str, partition_by: Optional[str] = None) -> None:
+        from genre_lib.spark import to_contract
+        writer = to_contract(sdf, table, keep=(partition_by,) if partition_by else ()).write.mode("overwrite")
+        if partition_by:
+            writer = writer.partitionBy(partition_by)
+        writer.parquet(self._spark_uri(staged))
+
+    def write_empty(self, table: str, folder: str) -> None:
+        pq.write_table(SCHEMAS[table][1].empty_table(), f"{folder}/part-00000.parquet", filesystem=self.fs)
+
+    def count_rows(self, path: str) -> int:
+        """Rows of a staged Parquet folder, read from the file footers only."""
+        return pads.dataset(path, filesystem=self.fs, format="parquet").count_rows()
+
+    def _spark_uri(self, path: str) -> str:
+        if "://" in self.root:
+            scheme = self.root.split("://", 1)[0]
+            return f"{scheme}://{path}"
+        return path
+
+    def write_json(self, table: str, ds: dt.date | str, name: str, payload: dict, manifest: dict) -> dict:
+        staged = self.staging(table, ds)
+        with self.fs.open_output_stream(f"{staged}/{name}") as f:
+            f.write(json.dumps(payload, indent=1, sort_keys=True, default=str).encode())
+        return self.commit(table, ds, staged, {"row_count": len(payload.get("models", payload)), **manifest})
+
+    def clean_stale(self, table: str, older_than_s: float = 3600) -> int:
+        """Remove temp folders left by crashed writers (older than an hour, so not a live one)."""
+        sel = pafs.FileSelector(self.path(table), allow_not_found=True)
+        n = 0
+        for info in self.fs.get_file_info(sel):
+            if info.base_name.startswith(("_tmp-", "_old-")) and info.mtime is not None:
+                if time.time() - info.mtime.timestamp() > older_than_s:
+                    self.fs.delete_dir(info.path)
+                    n += 1
+        return n
+
+
+def history_dates(lake: Lake, table: str, up_to: dt.date | str, lookback_days: Optional[int] = None) -> list[str]:
+    """Committed partitions of a table on or before `up_to` (within `lookback_days` when set)."""
+    end = dt.date.fromisoformat(str(up_to))
+    start = end - dt.timedelta(days=lookback_days - 1) if lookback_days else dt.date.min
+    return [d for d in lake.committed(table) if start <= dt.date.fromisoformat(d) <= end]
+
+
+def read_history_pandas(lake: Lake, up_to: dt.date | str, lookback_days: Optional[int] = None) -> pd.DataFrame:
+    """Every clean interaction known on night `up_to`: the union of committed interactions_clean
+    partitions, without repeats (a snapshot source commits its whole history in each partition)."""
+    schema = SCHEMAS["interactions_clean"][1]
+    frames = [lake.read_pandas("interactions_clean", d) for d in history_dates(lake, "interactions_clean", up_to, lookback_days)]
+    if not frames:
+        return schema.empty_table().to_pandas()
+    df = pd.concat(frames, ignore_index=True).drop_duplicates(["user_id", "item_id", "event", "ts"])
+    return df.sort_values(["ts", "user_id", "item_id"], kind="stable").reset_index(drop=True)

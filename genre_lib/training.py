@@ -1,0 +1,462 @@
+"""Training the genre classifier: data, split, loop, thresholds, baselines, the champion gate, plots.
+
+The model itself is `genre_lib.classifier`. Everything here up to `run_experiment` is plain numpy/
+torch/scikit-learn and testable without MLflow; the registry and plotting helpers come after it.
+
+Honesty rules, because reviewers compare these numbers across nights:
+- the split is by item and derived from a hash of the item id, so an item stays in the same split
+  night after night (a champion re-scored on today's validation set has never trained on it);
+- decision thresholds are tuned on validation only, for every model alike (classifier, TF-IDF,
+  prior), and test is touched once, at the end;
+- macro-F1 averages the genres that have at least one positive in the scored split (a genre absent
+  from a split has no defined F1), the same way for every model.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from genre_lib.classifier import GenreClassifier, predict_proba
+from genre_lib.config import ClassifierConfig
+
+log = logging.getLogger("genre.training")
+
+THRESHOLD_GRID = np.concatenate([[0.01, 0.02, 0.03], np.round(np.arange(0.05, 0.96, 0.05), 2)])
+CHAMPION = "champion"
+
+
+# --- data ------------------------------------------------------------------------------------------
+def item_text(items: pd.DataFrame) -> pd.Series:
+    """Title, description and tags: the TF-IDF baseline's text. Genres are left out on purpose:
+    they are the labels, and putting them in the input would let any model read the answer."""
+    parts = [items[c].fillna("").astype(str) for c in ("title", "description", "tags") if c in items]
+    text = parts[0]
+    for p in parts[1:]:
+        text = text.str.cat(p, sep=". ")
+    return text.str.replace(r"(\.\s*)+$", "", regex=True).str.strip()
+
+
+def template_leaks_labels(template: str) -> bool:
+    """True when the encoder's text template puts the genres into the embedded text."""
+    return "{genres" in template
+
+
+@dataclass
+class GenreData:
+    item_ids: np.ndarray          # (n,) str
+    X: np.ndarray                 # (n, dim) float32 embeddings
+    Y: np.ndarray                 # (n, G) float32 0/1, all zero for unlabelled items
+    labelled: np.ndarray          # (n,) bool: the item had genres in items_clean
+    texts: np.ndarray             # (n,) str, for the TF-IDF baseline
+    genres: list[str]
+    model_id: str = ""            # the encoder that made X
+
+
+def genre_order(vocab: Optional[pd.DataFrame], items: pd.DataFrame) -> list[str]:
+    """The stable genre order: the versioned vocabulary when there is one, else sorted genres."""
+    if vocab is not None and len(vocab):
+        return vocab.sort_values("genre_index")["genre"].astype(str).tolist()
+    return sorted({g for gs in items["genres"] for g in (gs if gs is not None else [])})
+
+
+def build_data(items: pd.DataFrame, embeddings: pd.DataFrame, genres: list[str]) -> GenreData:
+    """Join items with their embeddings (items without one are dropped, with a warning)."""
+    emb = embeddings.drop_duplicates("item_id", keep="last").set_index("item_id")
+    items = items.drop_duplicates("item_id", keep="last")
+    missing = ~items["item_id"].isin(emb.index)
+    if missing.any():
+        log.warning("%d of %d items have no embedding and get no genre scores", missing.sum(), len(items))
+    items = items[~missing].sort_values("item_id").reset_index(drop=True)
+    if items.empty:
+        raise ValueError("no item has an embedding: run the embed stage first")
+    e = emb.loc[items["item_id"]]
+    X = np.stack(e["vector"].to_numpy()).astype(np.float32)
+    index = {g: j for j, g in enumerate(genres)}
+    Y = np.zeros((len(items), len(genres)), dtype=np.float32)
+    unknown = 0
+    for i, gs in enumerate(items["genres"]):
+        for g in (gs if gs is not None else []):
+            if g in index:
+                Y[i, index[g]] = 1.0
+            else:
+                unknown += 1
+    if unknown:
+        log.warning("%d item genres are not in the genre vocabulary and are ignored", unknown)
+    labelled = np.array([gs is not None and len(gs) > 0 for gs in items["genres"]])
+    model_ids = e["model_id"].dropna().unique().tolist()
+    if len(model_ids) > 1:
+        raise ValueError(f"item_embeddings mixes encoders {model_ids}: vectors are not comparable")
+    return GenreData(items["item_id"].astype(str).to_numpy(), X, Y, labelled,
+                     item_text(items).to_numpy(), genres, model_ids[0] if model_ids else "")
+
+
+def split_items(item_ids: np.ndarray, val_share: float, test_share: float, seed: int) -> np.ndarray:
+    """'train' / 'val' / 'test' per item from a seeded hash of its id: stable as the catalogue grows."""
+    u = np.array([int.from_bytes(hashlib.sha256(f"{seed}:{i}".encode()).digest()[:8], "big") / 2.0 ** 64
+                  for i in item_ids])
+    return np.where(u < test_share, "test", np.where(u < test_share + val_share, "val", "train"))
+
+
+# --- metrics and thresholds ------------------------------------------------------------------------
+def _counts(P: np.ndarray, Y: np.ndarray, thr: np.ndarray):
+    pred = P >= thr
+    y = Y > 0.5
+    tp = (pred & y).sum(0)
+    fp = (pred & ~y).sum(0)
+    fn = (~pred & y).sum(0)
+    return tp, fp, fn
+
+
+def _f1(tp, fp, fn):
+    denom = 2 * tp + fp + fn
+    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+
+
+def tune_thresholds(P: np.ndarray, Y: np.ndarray, grid: np.ndarray = THRESHOLD_GRID) -> np.ndarray:
+    """Per-genre threshold maximising F1 on the data given (pass validation only). Genres with no
+    positive there keep 0.5."""
+    tp, fp, fn = _counts(P[:, :, None], Y[:, :, None], grid[None, None, :])
+    f1 = _f1(tp, fp, fn)                                   # (G, T)
+    thr = grid[f1.argmax(1)].astype(np.float64)
+    thr[(Y > 0.5).sum(0) == 0] = 0.5
+    return thr
+
+
+def scores(P: np.ndarray, Y: np.ndarray, thr: np.ndarray, with_ap: bool = True) -> dict:
+    """macro-F1 (over genres present), micro-F1, per-genre F1 and average precision."""
+    from sklearn.metrics import average_precision_score
+
+    tp, fp, fn = _counts(P, Y, thr)
+    f1 = _f1(tp, fp, fn)
+    present = (Y > 0.5).sum(0) > 0
+    ap = np.full(Y.shape[1], np.nan)
+    for j in np.flatnonzero(present) if with_ap else []:
+        ap[j] = average_precision_score(Y[:, j], P[:, j])
+    micro = float(_f1(tp.sum(), fp.sum(), fn.sum()))
+    return {"macro_f1": float(f1[present].mean()) if present.any() else 0.0, "micro_f1": micro,
+            "macro_ap": float(np.nanmean(ap)) if with_ap and present.any() else float("nan"),
+            "f1": np.where(present, f1, np.nan), "ap": ap}
+
+
+def tuned_macro_f1(P: np.ndarray, Y: np.ndarray) -> float:
+    return scores(P, Y, tune_thresholds(P, Y), with_ap=False)["macro_f1"]
+
+
+# --- the training loop -----------------------------------------------------------------------------
+def train_head(Xtr: np.ndarray, Ytr: np.ndarray, Xva: np.ndarray, Yva: np.ndarray, cfg: ClassifierConfig,
+               on_epoch: Optional[Callable[[dict], None]] = None) -> tuple[GenreClassifier, list[dict]]:
+    """Train the MLP head; keep the epoch with the best validation macro-F1 (early stopping)."""
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = GenreClassifier(Xtr.shape[1], Ytr.shape[1], cfg.hidden, cfg.dropout)
+    # Imbalance: weigh each genre's positives by its negative/positive ratio (capped, so a genre
+    # with two examples does not dominate the loss).
+    pos = Ytr.sum(0)
+    pos_weight = torch.tensor(np.clip((len(Ytr) - pos) / np.maximum(pos, 1), 1.0, 30.0), dtype=torch.float32)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    xtr, ytr = torch.from_numpy(Xtr), torch.from_numpy(Ytr)
+    xva, yva = torch.from_numpy(Xva), torch.from_numpy(Yva)
+
+    history: list[dict] = []
+    best_f1, best_state, stale = -1.0, None, 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        total = 0.0
+        for idx in torch.randperm(len(xtr), generator=gen).split(cfg.batch_size):
+            loss = loss_fn(model.logits(xtr[idx]), ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        model.eval()
+        with torch.no_grad():
+            val_loss = loss_fn(model.logits(xva), yva).item() if len(xva) else float("nan")
+            Ptr, Pva = torch.sigmoid(model.logits(xtr)).numpy(), torch.sigmoid(model.logits(xva)).numpy()
+        thr = tune_thresholds(Pva, Yva)
+        row = {"epoch": epoch, "train_loss": total / len(xtr), "val_loss": val_loss,
+               "train_macro_f1": scores(Ptr, Ytr, thr, with_ap=False)["macro_f1"],
+               "val_macro_f1": scores(Pva, Yva, thr, with_ap=False)["macro_f1"]}
+        history.append(row)
+        if on_epoch:
+            on_epoch(row)
+        if row["val_macro_f1"] > best_f1 + 1e-4:
+            best_f1, stale = row["val_macro_f1"], 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, history
+
+
+# --- baselines -------------------------------------------------------------------------------------
+def tfidf_baseline(texts: np.ndarray, Y: np.ndarray, split: np.ndarray) -> tuple[np.ndarray, dict]:
+    """TF-IDF (word 1-2 grams) + one-vs-rest logistic regression, C picked on validation.
+    Returns probabilities for every row of `texts`."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    tr, va = split == "train", split == "val"
+    vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), strip_accents="unicode")
+    Xtr = vec.fit_transform(texts[tr])
+    Xall = vec.transform(texts)
+    best = (-1.0, None, None)
+    for C in (1.0, 4.0, 16.0):
+        clf = OneVsRestClassifier(LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=1000))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # genres without a train positive get a constant predictor
+            clf.fit(Xtr, Y[tr])
+            P = clf.predict_proba(Xall)
+        f1 = tuned_macro_f1(P[va], Y[va])
+        if f1 > best[0]:
+            best = (f1, C, P)
+    return best[2], {"tfidf_C": best[1], "tfidf_vocabulary": len(vec.vocabulary_)}
+
+
+def prior_baseline(Y: np.ndarray, split: np.ndarray) -> np.ndarray:
+    """Every item gets each genre's train frequency: the best a model that ignores the text can do."""
+    return np.tile(Y[split == "train"].mean(0), (len(Y), 1))
+
+
+# --- one experiment --------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    model: GenreClassifier
+    genres: list[str]
+    thresholds: np.ndarray
+    split: np.ndarray              # over the labelled items of the GenreData, in order
+    history: list[dict]
+    metrics: dict                  # flat, ready for MLflow
+    per_genre: pd.DataFrame
+    probs: dict = field(default_factory=dict)   # model -> probabilities over the labelled items
+
+
+def run_experiment(data: GenreData, cfg: ClassifierConfig,
+                   on_epoch: Optional[Callable[[dict], None]] = None) -> TrainResult:
+    """Split, train, tune thresholds on validation, score classifier and baselines on test."""
+    lab = data.labelled
+    X, Y, texts = data.X[lab], data.Y[lab], data.texts[lab]
+    split = split_items(data.item_ids[lab], cfg.val_share, cfg.test_share, cfg.seed)
+    tr, va, te = (split == s for s in ("train", "val", "test"))
+    if tr.sum() < 2 or va.sum() < 1 or te.sum() < 1:
+        raise ValueError(f"too few labelled items to train and evaluate: {int(lab.sum())} "
+                         f"(train {int(tr.sum())}, val {int(va.sum())}, test {int(te.sum())})")
+
+    model, history = train_head(X[tr], Y[tr], X[va], Y[va], cfg, on_epoch)
+    probs = {"classifier": predict_proba(model, X)}
+    probs["tfidf"], tfidf_info = tfidf_baseline(texts, Y, split)
+    probs["prior"] = prior_baseline(Y, split)
+
+    metrics: dict = {"n_items": len(data.item_ids), "n_labelled": int(lab.sum()), "n_genres": len(data.genres),
+                     "n_train": int(tr.sum()), "n_val": int(va.sum()), "n_test": int(te.sum()),
+                     "best_epoch": max(history, key=lambda r: r["val_macro_f1"])["epoch"],
+                     "epochs_run": len(history), **tfidf_info}
+    per_genre = pd.DataFrame({"genre": data.genres, "train_positives": Y[tr].sum(0).astype(int),
+                              "test_positives": Y[te].sum(0).astype(int)})
+    thresholds = None
+    for name, P in probs.items():
+        thr = tune_thresholds(P[va], Y[va])  # validation only
+        val, test = scores(P[va], Y[va], thr), scores(P[te], Y[te], thr)
+        prefix = "" if name == "classifier" else f"{name}_"
+        metrics.update({f"{prefix}val_macro_f1": val["macro_f1"], f"{prefix}test_macro_f1": test["macro_f1"],
+                        f"{prefix}test_micro_f1": test["micro_f1"], f"{prefix}test_macro_ap": test["macro_ap"]})
+        per_genre[f"{name}_f1"] = test["f1"]
+        per_genre[f"{name}_ap"] = test["ap"]
+        if name == "classifier":
+            thresholds = thr
+            per_genre["threshold"] = thr
+            per_genre["test_predicted_positives"] = (P[te] >= thr).sum(0)
+    metrics["gain_over_tfidf"] = metrics["test_macro_f1"] - metrics["tfidf_test_macro_f1"]
+    metrics["gain_over_prior"] = metrics["test_macro_f1"] - metrics["prior_test_macro_f1"]
+    for row in per_genre.itertuples():
+        key = metric_key(row.genre)
+        if not np.isnan(row.classifier_f1):
+            metrics[f"test_f1.{key}"] = float(row.classifier_f1)
+            metrics[f"test_ap.{key}"] = float(row.classifier_ap)
+    return TrainResult(model, data.genres, thresholds, split, history, metrics, per_genre, probs)
+
+
+def metric_key(genre: str) -> str:
+    """MLflow metric names allow letters, digits, _ - . / and space (\"Children's\" -> Children_s)."""
+    return re.sub(r"[^\w\-./ ]", "_", genre)
+
+
+# --- MLflow: the model, the registry and the champion gate -----------------------------------------
+def fingerprint(data: "GenreData", cfg: ClassifierConfig) -> str:
+    """What a model was trained from: the labelled embeddings, labels and settings. A rerun of the
+    same night has the same fingerprint, so its identical model is no reason to move the alias."""
+    import hashlib
+
+    h = hashlib.sha256()
+    lab = data.labelled
+    for part in (np.ascontiguousarray(data.X[lab], dtype=np.float32), np.ascontiguousarray(data.Y[lab])):
+        h.update(part.tobytes())
+    h.update(cfg.model_dump_json().encode())
+    return h.hexdigest()[:16]
+
+
+def log_classifier(model: GenreClassifier, X_example: np.ndarray, genres: list[str], thresholds: np.ndarray,
+                   model_id: str, registered_name: str, train_fingerprint: str = "") -> str:
+    """Log the model to the active run (pt2 export: a traced graph, no pickle) with its signature,
+    input example and the metadata inference needs; register it. Returns the new version."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    model.eval()
+    example = np.ascontiguousarray(X_example[: max(2, min(5, len(X_example)))], dtype=np.float32)
+    signature = infer_signature(example, predict_proba(model, example).astype(np.float32))
+    info = mlflow.pytorch.log_model(
+        model, name="model", signature=signature, input_example=example, serialization_format="pt2",
+        registered_model_name=registered_name, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        metadata={"genres": list(genres), "thresholds": [float(t) for t in thresholds],
+                  "embedding_model_id": model_id, "dim": int(X_example.shape[1]),
+                  "train_fingerprint": train_fingerprint})
+    return str(info.registered_model_version)
+
+
+def load_champion(name: str):
+    """(model, metadata, version) of the current champion, or None when there is none."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, CHAMPION).version
+    except MlflowException:
+        return None
+    uri = f"models:/{name}@{CHAMPION}"
+    meta = mlflow.models.get_model_info(uri).metadata or {}
+    return mlflow.pytorch.load_model(uri), meta, str(version)
+
+
+def incompatibility(meta: dict, genres: list[str], dim: int, model_id: str) -> Optional[str]:
+    """Why a registered model cannot score today's embeddings (None when it can)."""
+    if list(meta.get("genres", [])) != list(genres):
+        return "genre vocabulary differs"
+    if int(meta.get("dim", -1)) != dim:
+        return f"embedding dim {meta.get('dim')} != {dim}"
+    if meta.get("embedding_model_id", "") != model_id:
+        return f"embedding model {meta.get('embedding_model_id')!r} != {model_id!r}"
+    return None
+
+
+def champion_gate(name: str, new_version: str, new_val_f1: float, Xva: np.ndarray, Yva: np.ndarray,
+                  genres: list[str], model_id: str, leaks_labels: bool = False, train_fingerprint: str = "") -> dict:
+    """Move `champion` to the new version only if its validation macro-F1 is at least the current
+    champion's, re-scored now on the same validation items with the same protocol (thresholds
+    tuned on validation for both). The decision and both numbers become tags on the version and
+    the active run."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    current = load_champion(name)
+    out = {"gate_new_version": new_version, "gate_new_val_macro_f1": new_val_f1}
+    if current is None:
+        promote, reason = True, "no champion yet"
+    else:
+        champ_model, meta, champ_version = current
+        out["gate_champion_version"] = champ_version
+        why = incompatibility(meta, genres, Xva.shape[1], model_id)
+        if why:
+            promote, reason = True, f"champion v{champ_version} cannot score today's data: {why}"
+        else:
+            champ_f1 = tuned_macro_f1(predict_proba(champ_model, Xva), Yva)
+            out["gate_champion_val_macro_f1"] = champ_f1
+            if leaks_labels:
+                promote, reason = False, "encoder text template contains the genres (label leakage)"
+            elif train_fingerprint and meta.get("train_fingerprint") == train_fingerprint and new_val_f1 <= champ_f1:
+                promote, reason = False, f"same training data and settings as champion v{champ_version}, not better"
+            else:
+                promote = new_val_f1 >= champ_f1
+                reason = f"new {new_val_f1:.4f} {'>=' if promote else '<'} champion {champ_f1:.4f}"
+    if promote:
+        client.set_registered_model_alias(name, CHAMPION, new_version)
+    out["gate_decision"] = "promoted" if promote else "kept_champion"
+    out["gate_reason"] = reason
+    tags = {k: str(v) for k, v in out.items()}
+    for k, v in tags.items():
+        client.set_model_version_tag(name, new_version, k, v)
+    if mlflow.active_run():
+        mlflow.set_tags(tags)
+    log.info("champion gate: %s (%s)", out["gate_decision"], reason)
+    return out
+
+
+# --- plots -----------------------------------------------------------------------------------------
+def plot_all(result: TrainResult, out_dir, unlabelled_probs: Optional[np.ndarray] = None) -> list[str]:
+    """Loss and F1 curves, per-genre F1 bars, predicted vs true genre frequency; returns PNG paths."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    h = pd.DataFrame(result.history)
+    paths = []
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(h.epoch, h.train_loss, label="train"); a.plot(h.epoch, h.val_loss, label="validation")
+    a.set(title="BCE loss (pos-weighted)", xlabel="epoch"); a.legend()
+    b.plot(h.epoch, h.train_macro_f1, label="train"); b.plot(h.epoch, h.val_macro_f1, label="validation")
+    b.axvline(result.metrics["best_epoch"], color="grey", ls=":", label="kept epoch")
+    b.set(title="macro-F1 (validation-tuned thresholds)", xlabel="epoch"); b.legend()
+    paths.append(_save(fig, out / "curves.png"))
+
+    pg = result.per_genre
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(pg) + 1.5))
+    y = np.arange(len(pg))
+    for k, (name, color) in enumerate([("classifier", "C0"), ("tfidf", "C1"), ("prior", "C7")]):
+        ax.barh(y + (k - 1) * 0.27, pg[f"{name}_f1"].fillna(0), height=0.27, label=name, color=color)
+    ax.set_yticks(y, pg.genre); ax.invert_yaxis()
+    ax.set(title="test F1 per genre", xlabel="F1"); ax.legend()
+    paths.append(_save(fig, out / "per_genre_f1.png"))
+
+    te = result.split == "test"
+    n_test = max(int(te.sum()), 1)
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(pg) + 1.5))
+    ax.barh(y - 0.2, pg.test_positives / n_test, height=0.4, label="true (test)")
+    ax.barh(y + 0.2, pg.test_predicted_positives / n_test, height=0.4, label="predicted (test)")
+    if unlabelled_probs is not None and len(unlabelled_probs):
+        ax.scatter((unlabelled_probs >= result.thresholds).mean(0), y, color="k", marker="|", s=80,
+                   label="predicted (unlabelled items)", zorder=3)
+    ax.set_yticks(y, pg.genre); ax.invert_yaxis()
+    ax.set(title="genre frequency: predicted vs true", xlabel="share of items"); ax.legend()
+    paths.append(_save(fig, out / "genre_frequency.png"))
+    return paths
+
+
+def _save(fig, path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return str(path)
+
+
+# --- the output table ------------------------------------------------------------------------------
+def score_items(data: GenreData, P: np.ndarray) -> pd.DataFrame:
+    """item_genre_scores rows, every item x genre. A labelled item keeps its labelled genres at 1.0
+    (a label is not overruled) and gets the model's probability for the others; an unlabelled item
+    gets the model's probabilities."""
+    prob = np.where(data.Y > 0.5, 1.0, P.astype(np.float64))
+    n, g = prob.shape
+    return pd.DataFrame({
+        "item_id": np.repeat(data.item_ids, g),
+        "genre": np.tile(np.asarray(data.genres, dtype=object), n),
+        "probability": prob.reshape(-1),
+        "source": np.repeat(np.where(data.labelled, "labelled", "predicted"), g),
+    })

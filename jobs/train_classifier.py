@@ -1,0 +1,78 @@
+"""Stage `train_classifier`: train the genre classifier on the night's embeddings, compare it with
+its baselines, register it, let the champion gate decide, then score every item with the champion.
+
+    python jobs/train_classifier.py --config configs/default.yaml --run-date 2026-11-22
+
+Reads items_clean, item_embeddings and genre_vocab at ds; writes item_genre_scores at ds.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+
+import _bootstrap  # noqa: F401
+
+from genre_lib import jobrun
+
+STAGE = "train_classifier"
+log = logging.getLogger(f"genre.{STAGE}")
+
+
+def work(ctx: jobrun.JobContext) -> dict:
+    import mlflow
+
+    from genre_lib import training
+    from genre_lib.classifier import predict_proba
+
+    cfg = ctx.cfg.classifier
+    items = ctx.lake.read_pandas("items_clean", ctx.ds)
+    embeddings = ctx.lake.read_pandas("item_embeddings", ctx.ds)
+    vocab_ds = ctx.lake.latest("genre_vocab", ctx.ds)
+    vocab = ctx.lake.read_pandas("genre_vocab", vocab_ds) if vocab_ds else None
+    genres = training.genre_order(vocab, items)
+    data = training.build_data(items, embeddings, genres)
+
+    leaks = training.template_leaks_labels(ctx.cfg.encoder.text_template)
+    if leaks:
+        log.warning("encoder.text_template %r embeds the genres: test scores are inflated and this model "
+                    "will not replace an existing champion", ctx.cfg.encoder.text_template)
+    if cfg.finetune_layers:
+        log.warning("classifier.finetune_layers=%d: encoder fine-tuning is not implemented, training the head only",
+                    cfg.finetune_layers)
+    mlflow.set_tags({"label_leakage": str(leaks), "genre_vocab_ds": vocab_ds or "derived from items_clean",
+                     "embedding_model_id": data.model_id})
+    mlflow.log_params({"train.genres": ",".join(genres)[:500], "train.embedding_dim": data.X.shape[1],
+                       "train.split": "sha256(seed:item_id)", "train.pos_weight_cap": 30.0,
+                       "train.tfidf": "word 1-2 grams, OvR logistic regression, C on validation"})
+
+    result = training.run_experiment(
+        data, cfg, on_epoch=lambda row: mlflow.log_metrics(
+            {f"epoch_{k}": v for k, v in row.items() if k != "epoch"}, step=row["epoch"]))
+
+    lab = data.labelled
+    with tempfile.TemporaryDirectory() as tmp:
+        training.plot_all(result, tmp, predict_proba(result.model, data.X[~lab]) if (~lab).any() else None)
+        mlflow.log_artifacts(tmp, "plots")
+    mlflow.log_text(result.per_genre.to_csv(index=False), "per_genre.csv")
+
+    trained_from = training.fingerprint(data, cfg)
+    version = training.log_classifier(result.model, data.X[lab], genres, result.thresholds, data.model_id,
+                                      cfg.model_name, trained_from)
+    va = result.split == "val"
+    gate = training.champion_gate(cfg.model_name, version, result.metrics["val_macro_f1"],
+                                  data.X[lab][va], data.Y[lab][va], genres, data.model_id, leaks, trained_from)
+
+    # Inference always goes through the alias, whichever version the gate left there.
+    champion, _meta, champion_version = training.load_champion(cfg.model_name)
+    scores = training.score_items(data, predict_proba(champion, data.X))
+    manifest = ctx.lake.write_pandas("item_genre_scores", ctx.ds, scores, ctx.manifest(
+        model_name=cfg.model_name, model_version=champion_version, embedding_model_id=data.model_id))
+    return {**result.metrics, **{k: v for k, v in gate.items() if isinstance(v, float)},
+            "model_version": float(version), "champion_version": float(champion_version),
+            "promoted": float(gate["gate_decision"] == "promoted"),
+            "items_scored": len(data.item_ids), "items_predicted": int((~lab).sum()),
+            "score_rows": manifest["row_count"]}
+
+
+if __name__ == "__main__":
+    raise SystemExit(jobrun.main(STAGE, work))

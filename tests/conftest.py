@@ -1,0 +1,47 @@
+"""Shared test set-up: offline model hub, a per-test MLflow store, one small local Spark session."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "jobs"))  # jobs import their `_bootstrap` sibling, as when run as scripts
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="run the slow fault-injection trials too")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running; only with --run-slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow (make reliability)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from genre_lib.config import load_config
+    from genre_lib.spark import get_spark
+
+    cfg = load_config(None, ["spark.master=local[2]", "spark.shuffle_partitions=2", "spark.driver_memory=1g"])
+    s = get_spark(cfg, "tests")
+    yield s
+    s.stop()

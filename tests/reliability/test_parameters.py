@@ -1,0 +1,69 @@
+"""A wrong parameter is refused before any work starts, with a message naming the field, both in
+the DAG's first task (the trigger form) and in every job's command line."""
+
+import pytest
+
+from genre_lib import jobrun
+from genre_lib.config import ConfigError
+from genre_lib.pipeline import resolve_run
+
+
+@pytest.fixture(autouse=True)
+def spark_starts(monkeypatch):
+    """Every Spark session the pipeline creates goes through genre_lib.spark.get_spark: count them."""
+    import genre_lib.spark
+
+    calls = []
+    monkeypatch.setattr(genre_lib.spark, "get_spark", lambda *a, **k: calls.append(a) or pytest.fail("Spark started"))
+    return calls
+
+GOOD = {"config": "configs/default.yaml", "run_date": "2026-11-22", "overrides": []}
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"run_date": "2026-02-30"}, "run_date"),
+    ({"run_date": "tomorrow"}, "run_date"),
+    ({"overrides": ["recommend.top_k=10"]}, "recommend.top_k"),
+    ({"overrides": ["recommend.top_n=ten"]}, "recommend.top_n"),
+    ({"overrides": ["genres.event_weights={view: -1.0}"]}, "genres.event_weights"),
+    ({"overrides": ["recommend.weights.genre=-1"]}, "recommend.weights.genre"),
+    ({"overrides": ["data.format=movielens-100k", "data.path=data/no-such-folder"]}, "data.path"),
+    ({"overrides": ["lake.root=/etc"]}, "lake.root"),
+    ({"overrides": ["lake.root=../../outside"]}, "lake.root"),
+    ({"overrides": ["data.path=/tmp/elsewhere"]}, "data.path"),
+    ({"config": "/etc/passwd"}, "config"),
+    ({"config": "configs/missing.yaml"}, "config"),
+    ({"overrides": "recommend.top_n"}, "override"),
+])
+def test_trigger_form_is_validated(params, field, monkeypatch, spark_starts):
+    monkeypatch.delenv("GENRE_ALLOWED_ROOTS", raising=False)
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        resolve_run({**GOOD, **params}, "manual__test")
+    assert spark_starts == []
+
+
+def test_allowed_roots_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENRE_ALLOWED_ROOTS", str(tmp_path))
+    out = resolve_run({**GOOD, "overrides": [f"lake.root={tmp_path}/lake"]}, "manual__ok")
+    assert out["run_date"] == "2026-11-22" and out["args"][-2:] == ["--set", f"lake.root={tmp_path}/lake"]
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["--run-date", "2026-13-01"], "run_date"),
+    (["--run-date", "2026-11-22", "--set", "nope.key=1"], "nope"),
+    (["--run-date", "2026-11-22", "--set", "clean.dedupe_window_s=-5"], "clean.dedupe_window_s"),
+    (["--run-date", "2026-11-22", "--config", "configs/none.yaml"], "config"),
+])
+def test_jobs_refuse_before_spark(argv, field, capsys, spark_starts):
+    started = []
+    rc = jobrun.main("clean_interactions", lambda ctx: started.append(ctx.spark), argv)
+    assert rc == 2 and started == [] and spark_starts == []
+    assert field in capsys.readouterr().err
+
+
+
+def test_clean_job_refuses_missing_data_path_before_spark(tmp_path, capsys, spark_starts):
+    import clean_interactions
+
+    rc = clean_interactions.main(["--run-date", "2026-11-22", "--set", f"data.path={tmp_path}/absent"])
+    assert rc == 2 and "data.path" in capsys.readouterr().err and spark_starts == []

@@ -1,0 +1,53 @@
+import pytest
+
+from genre_lib.config import ConfigError, load_config, parse_run_date
+
+DEFAULT = "configs/default.yaml"
+
+
+def test_default_profile_and_required_keys():
+    cfg = load_config(DEFAULT)
+    assert cfg.data.format == "synthetic"
+    assert cfg.recommend.top_n == 20
+    assert cfg.lake_root.endswith("/lake")
+    assert cfg.data_path.startswith("/")
+
+
+def test_overrides_are_typed():
+    cfg = load_config(DEFAULT, ["recommend.top_n=5", "genres.half_life_days=7.5", "genres.lookback_days=null",
+                                "clean.events=[view, rate]"])
+    assert cfg.recommend.top_n == 5 and cfg.genres.half_life_days == 7.5
+    assert cfg.genres.lookback_days is None and cfg.clean.events == ["view", "rate"]
+
+
+@pytest.mark.parametrize("override, field", [
+    ("recommend.topn=3", "recommend.topn"),
+    ("nope.x=1", "nope"),
+    ("recommend.top_n=abc", "recommend.top_n"),
+    ("recommend.top_n=0", "recommend.top_n"),
+    ("data.format=excel", "data.format"),
+    ("genres.event_weights={view: -1}", "genres.event_weights"),
+    ("recommend.weights.cf=-2", "recommend.weights.cf"),
+    ("genres.shrinkage=-1", "genres.shrinkage"),
+])
+def test_bad_values_name_the_field(override, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_config(DEFAULT, [override])
+
+
+def test_unknown_key_in_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("lake:\n  root: x\n  rooot: y\n")
+    with pytest.raises(ConfigError, match=r"lake\.rooot: unknown key"):
+        load_config(p)
+
+
+def test_config_hash_changes_with_values():
+    assert load_config(DEFAULT).hash() == load_config(DEFAULT).hash()
+    assert load_config(DEFAULT).hash() != load_config(DEFAULT, ["recommend.top_n=7"]).hash()
+
+
+@pytest.mark.parametrize("bad", ["2026-13-01", "22/11/2026", "", "yesterday"])
+def test_run_date_is_validated(bad):
+    with pytest.raises(ConfigError, match="run_date"):
+        parse_run_date(bad)

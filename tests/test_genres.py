@@ -1,0 +1,85 @@
+"""user_genre_weights against hand-computed numbers for each weighting option."""
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from genre_lib import genres
+from genre_lib.config import GenresConfig
+
+D = dt.date(2026, 11, 22)
+
+
+@pytest.fixture(scope="module")
+def frames(spark):
+    # i_sf: Sci-Fi, i_ac: Action, i_dr: Drama, i_mix: Action+Drama
+    items = spark.createDataFrame(pd.DataFrame({
+        "item_id": ["i_sf", "i_ac", "i_dr", "i_mix"],
+        "genres": [["Sci-Fi"], ["Action"], ["Drama"], ["Action", "Drama"]]}))
+    ts = pd.Timestamp("2026-11-22T12:00", tz="UTC")
+    rows = ([("u1", "i_sf", "view", None, ts)] * 10 + [("u1", "i_ac", "view", None, ts)] * 5
+            + [("u1", "i_dr", "view", None, ts)] * 3
+            + [("u2", "i_mix", "rate", 4.0, ts), ("u2", "i_sf", "purchase", None, ts - pd.Timedelta(days=10))]
+            + [("u3", "i_dr", "view", None, ts)])
+    hist = spark.createDataFrame(pd.DataFrame(rows, columns=["user_id", "item_id", "event", "rating", "ts"]))
+    return items, hist
+
+
+def weights(items, hist, **kw):
+    cfg = GenresConfig(**kw)
+    ig = genres.item_genres(None, items, cfg.multi_genre)
+    df = genres.user_genre_weights(hist, ig, cfg, D).toPandas()
+    return {(r.user_id, r.genre): (r["count"], r.weight, r["rank"]) for _, r in df.iterrows()}
+
+
+def test_plain_frequencies(frames):
+    w = weights(*frames)
+    assert w[("u1", "Sci-Fi")][1] == pytest.approx(10 / 18, abs=1e-12)
+    assert w[("u1", "Action")][1] == pytest.approx(5 / 18, abs=1e-12)
+    assert w[("u1", "Drama")][1] == pytest.approx(3 / 18, abs=1e-12)
+    assert [w[("u1", g)][2] for g in ("Sci-Fi", "Action", "Drama")] == [1, 2, 3]
+    # split: the Action+Drama item gives half a unit to each
+    assert w[("u2", "Action")][0] == pytest.approx(0.5) and w[("u2", "Sci-Fi")][1] == pytest.approx(0.5)
+
+
+def test_full_multi_genre(frames):
+    w = weights(*frames, multi_genre="full")
+    assert w[("u2", "Action")][0] == pytest.approx(1.0)
+    assert w[("u2", "Sci-Fi")][1] == pytest.approx(1 / 3)
+
+
+def test_rating_weighted(frames):
+    w = weights(*frames, rating_weighted=True, event_weights={"view": 1, "click": 1, "rate": 1, "purchase": 3})
+    # u2: rating 4 split over Action/Drama (2 each), purchase weight 3 on Sci-Fi
+    assert w[("u2", "Action")][0] == pytest.approx(2.0)
+    assert w[("u2", "Sci-Fi")][1] == pytest.approx(3 / 7)
+
+
+def test_time_decay(frames):
+    w = weights(*frames, half_life_days=10)
+    # both u2 events decay from the end of the run date: 0.5 day and 10.5 days old
+    recent, old = 0.5 ** (0.5 / 10) * 0.5, 0.5 ** (10.5 / 10)
+    assert w[("u2", "Sci-Fi")][1] == pytest.approx(old / (old + 2 * recent))
+
+
+def test_shrinkage_towards_global(frames):
+    w = weights(*frames, shrinkage=2.0)
+    total = 18 + 2 + 1
+    p_drama = (3 + 0.5 + 1) / total
+    # u3 has one Drama view: (1 + 2 p) / (1 + 2); genres u3 never saw get 2 p_c / 3
+    assert w[("u3", "Drama")][1] == pytest.approx((1 + 2 * p_drama) / 3)
+    assert w[("u3", "Sci-Fi")][1] == pytest.approx(2 * (11 / total) / 3)
+    for u in ("u1", "u2", "u3"):
+        assert sum(v[1] for k, v in w.items() if k[0] == u) == pytest.approx(1.0)
+
+
+def test_min_interactions(frames):
+    w = weights(*frames, min_interactions=2)
+    assert not any(k[0] == "u3" for k in w)
+
+
+def test_vocab_keeps_order():
+    prev = pd.DataFrame({"genre": ["Drama", "Action"], "genre_index": [0, 1]})
+    items = pd.DataFrame({"genres": [["Action", "Comedy"], ["Anime"]]})
+    v = genres.genre_vocab(items, prev)
+    assert list(v.genre) == ["Drama", "Action", "Anime", "Comedy"] and list(v.genre_index) == [0, 1, 2, 3]

@@ -1,0 +1,192 @@
+"""The hybrid ranker: genre formula, exact blocked top-k, blend bookkeeping, explanations,
+pseudonyms, fitting on a split only, and the recommend/evaluate jobs on a tiny lake."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genre_lib import recommend as rec
+from genre_lib.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+GENRES = ["Action", "Comedy", "Drama"]
+
+
+def tiny_data(n_users=30, n_items=40, n=500, seed=0):
+    rng = np.random.default_rng(seed)
+    items = pd.DataFrame({"item_id": [f"i{i:02d}" for i in range(n_items)],
+                          "title": [f"Title {i}" for i in range(n_items)],
+                          "description": "", "tags": None,
+                          "genres": [[GENRES[i % 3]] + ([GENRES[(i + 1) % 3]] if i % 4 == 0 else []) for i in range(n_items)]})
+    scores = items[["item_id", "genres"]].explode("genres").rename(columns={"genres": "genre"})
+    scores = scores[scores["item_id"] != "i39"].assign(probability=1.0, source="labelled")  # i39: no scores
+    emb = rng.normal(size=(n_items, 8)).astype(np.float32)
+    embeddings = pd.DataFrame({"item_id": items["item_id"], "text_hash": "h", "model_id": "m", "dim": 8,
+                               "vector": list(emb)})
+    taste = rng.integers(0, 3, n_users)
+    users = rng.integers(0, n_users, n)
+    item = (taste[users] + 3 * rng.integers(0, n_items // 3, n)) % n_items
+    inter = pd.DataFrame({"user_id": [f"u{u:02d}" for u in users], "item_id": [f"i{i:02d}" for i in item],
+                          "event": rng.choice(["view", "rate"], n), "ts": pd.Timestamp("2026-11-01", tz="UTC")
+                          + pd.to_timedelta(rng.integers(0, 20 * 86400, n), unit="s")})
+    inter["rating"] = np.where(inter["event"] == "rate", rng.integers(1, 6, n).astype(float), np.nan)
+    inter = inter.drop_duplicates(["user_id", "item_id", "event", "ts"]).reset_index(drop=True)
+    return inter, items, scores, embeddings
+
+
+@pytest.fixture
+def cfg():
+    return load_config(None, ["recommend.top_n=5", "recommend.block_users=7", "recommend.weights.genre=1",
+                              "recommend.weights.content=0.5", "recommend.weights.cf=2", "recommend.weights.popularity=0.3"])
+
+
+@pytest.fixture
+def fitted(cfg):
+    inter, items, scores, emb = tiny_data()
+    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
+    return rec.fit(inter, cat, cfg), inter
+
+
+def test_genre_weights_follow_the_seed_formula(cfg):
+    inter = pd.DataFrame({"user_id": ["a", "a", "a"], "item_id": ["x", "y", "z"], "event": "view",
+                          "ts": pd.Timestamp("2026-11-01", tz="UTC")})
+    scores = pd.DataFrame({"item_id": ["x", "y", "y"], "genre": ["Action", "Action", "Drama"], "probability": [1.0, 1.0, 1.0]})
+    cfg = load_config(None, ["recommend.gamma=0.25", "genres.multi_genre=split"])
+    model = rec.fit(inter, rec.Catalogue(item_genre_scores=scores), cfg)
+    # f(a, Action) = 1 + 1/2, f(a, Drama) = 1/2 (z has no genres) -> w = 0.75, 0.25
+    assert model.genres == ["Action", "Drama"]
+    np.testing.assert_allclose(model.user_genre[0], [0.75, 0.25])
+    raw = model.user_genre @ model.item_genre.T          # R = sum_c w s / sum_c w, sum_c w = 1
+    np.testing.assert_allclose(raw[0], [0.75, 1.0, 0.25])  # z: gamma everywhere -> R = gamma
+    frame = rec.user_genre_weights_frame(model)
+    assert list(frame["rank"]) == [1, 2] and frame["weight"].sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n,k,chunk", [(1000, 10, 64), (130, 7, 16), (50, 10, 64), (5, 10, 64)])
+def test_topk_rows_is_exact(n, k, chunk):
+    s = torch.randn(9, n)
+    v, i = rec.topk_rows(s, k, chunk)
+    ref = torch.topk(s, min(k, n), dim=1)
+    assert torch.equal(v, ref.values)
+    assert torch.equal(torch.gather(s, 1, i), ref.values)
+
+
+def test_block_topk_matches_full_ranking_and_drops_seen(fitted):
+    model, _ = fitted
+    w = {"genre": 1.0, "content": 0.5, "cf": 2.0, "popularity": 0.3}
+    top = rec.recommend(model, w, 5, block_users=4)
+    full = sum(wt * rec._standardise(rec.component_block(model, c, np.arange(model.n_users))) for c, wt in w.items())
+    seen = model.seen.toarray() > 0
+    full[torch.from_numpy(seen)] = float("-inf")
+    ref = torch.topk(full, 5, dim=1)
+    got = np.zeros((model.n_users, 5))
+    got[top.users, top.rank - 1] = top.score
+    np.testing.assert_allclose(got, ref.values.numpy(), rtol=1e-5, atol=1e-5)
+    assert not seen[top.users, top.items].any()
+    # the per-component columns add up to the score
+    total = sum(w[c] * top.components[c] for c in w)
+    np.testing.assert_allclose(total, top.score, rtol=1e-4, atol=1e-4)
+
+
+def test_recommendations_table_and_reasons(fitted, cfg):
+    model, _ = fitted
+    top = rec.recommend(model, cfg.recommend.weights, 5, 7)
+    frame = rec.recommendations_frame(model, top, cfg.recommend)
+    assert frame.groupby("user_id")["rank"].apply(list).map(lambda r: r == [1, 2, 3, 4, 5]).all()
+    first = frame.iloc[0]
+    assert first["reason"].split(" | ")[0] in rec.COMPONENTS
+    assert "like: Title " in first["reason"]
+    assert frame["reason"].str.contains("genre: ").mean() > 0.5
+    from genre_lib.tables import SCHEMAS
+    import pyarrow as pa
+    pa.Table.from_pandas(frame[SCHEMAS["recommendations"][1].names], schema=SCHEMAS["recommendations"][1], preserve_index=False)
+
+
+def test_pseudonyms_are_keyed_and_stable(monkeypatch, fitted, cfg):
+    model, _ = fitted
+    rc = cfg.recommend.model_copy(update={"pseudonymize_users": True})
+    top = rec.recommend(model, rc.weights, 3, 7)
+    monkeypatch.delenv(rc.pseudonym_key_env, raising=False)
+    with pytest.raises(RuntimeError, match=rc.pseudonym_key_env):
+        rec.recommendations_frame(model, top, rc)
+    monkeypatch.setenv(rc.pseudonym_key_env, "k1")
+    a = rec.recommendations_frame(model, top, rc)["user_id"]
+    assert not set(a) & set(model.user_ids) and a.str.len().eq(32).all()
+    assert (rec.pseudonymize(["u01"], rc.pseudonym_key_env) == rec.pseudonymize(["u01"], rc.pseudonym_key_env)).all()
+    monkeypatch.setenv(rc.pseudonym_key_env, "k2")
+    assert not set(rec.recommendations_frame(model, top, rc)["user_id"]) & set(a)
+
+
+def test_fit_sees_only_the_training_split(cfg):
+    from genre_lib.splits import temporal_split
+
+    inter, items, scores, emb = tiny_data()
+    train, test = temporal_split(inter, 0.2)
+    cat = rec.Catalogue(items=items, item_genre_scores=scores, embeddings=emb)
+    model = rec.fit(train, cat, cfg)
+    full = rec.fit(inter, cat, cfg)
+    u = pd.Index(model.user_ids).get_indexer(test["user_id"])
+    i = pd.Index(model.item_ids).get_indexer(test["item_id"])
+    pairs = set(zip(train["user_id"], train["item_id"]))
+    fresh = np.array([(a, b) not in pairs for a, b in zip(test["user_id"], test["item_id"])])
+    assert (np.asarray(model.seen[u[fresh], i[fresh]]).ravel() == 0).all()
+    assert model.seen.nnz == len(pairs) < full.seen.nnz
+    assert not np.allclose(model.user_genre, full.user_genre[pd.Index(full.user_ids).get_indexer(model.user_ids)])
+
+
+def test_cf_learns_co_occurrence():
+    # two item groups consumed together: a user of group A gets the rest of A first
+    rows = [(f"u{u}", f"a{j}") for u in range(20) for j in range(5) if (u + j) % 5] + \
+           [(f"v{u}", f"b{j}") for u in range(20) for j in range(5) if (u + j) % 5]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    cfg = load_config(None, ["recommend.cf_reg=1"])
+    model = rec.fit(inter, rec.Catalogue(), cfg)
+    top = rec.recommend(model, {"cf": 1.0}, 1, 16)
+    got = model.item_ids[top.items]
+    assert all(i[0] == u[0].replace("u", "a").replace("v", "b") for u, i in zip(model.user_ids[top.users], got))
+
+
+# --------------------------------------------------------------------------------------------
+# jobs on a tiny lake
+# --------------------------------------------------------------------------------------------
+def test_recommend_and_evaluate_jobs(tmp_path):
+    from genre_lib.tables import Lake
+
+    ds = "2026-11-22"
+    lake = Lake(str(tmp_path / "lake"))
+    inter, items, scores, emb = tiny_data()
+    man = {"run_id": "test", "config_hash": "x"}
+    lake.write_pandas("interactions_clean", ds, inter, man)
+    lake.write_pandas("items_clean", ds, items, man)
+    lake.write_pandas("item_genre_scores", ds, scores, man)
+    lake.write_pandas("item_genres", ds, scores.rename(columns={"probability": "score"}), man)
+    lake.write_pandas("item_embeddings", ds, emb, man)
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PATH": "/usr/bin:/bin",
+           "JAVA_HOME": __import__("os").environ.get("JAVA_HOME", ""), "HOME": str(tmp_path)}
+    sets = ["--set", f"lake.root={lake.root}", "--set", "spark.master=local[1]", "--set", "spark.shuffle_partitions=2",
+            "--set", "recommend.top_n=5", "--set", "mlflow.experiment=test-rec"]
+    for job in ("recommend", "evaluate"):
+        r = subprocess.run([sys.executable, str(ROOT / "jobs" / f"{job}.py"), "--run-date", ds, "--run-id", "t1", *sets],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+    table = lake.read_pandas("recommendations", ds)
+    assert len(table) == 5 * inter["user_id"].nunique()
+    assert table["reason"].str.len().gt(0).all()
+    with open(f"{lake.partition('evaluation', ds)}/metrics.json") as f:
+        payload = json.load(f)
+    assert payload["primary"] == "blend"
+    assert {"blend", "genre", "content", "cf", "popularity", "blend-cf"} <= set(payload["models"])
+    assert {"ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage@10", "diversity@10",
+            "novelty@10"} <= set(payload["models"]["blend"])
+
+    import mlflow
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(experiment_names=["test-rec"], filter_string="tags.stage = 'evaluate'")
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
+    arts = [a.path for a in mlflow.MlflowClient().list_artifacts(runs.iloc[0]["run_id"], "charts")]
+    assert any(p.endswith("ndcg_at_10.png") for p in arts)
