@@ -76,7 +76,7 @@ def genre_nightly():
     evaluate = spark_job("evaluate")
 
     resolve_run() >> clean >> [weights, embed]
-    embed >> train
+    [weights, embed] >> train  # train reads the night's genre_vocab, which weights writes
     [weights, train] >> recommend >> evaluate >> finish_run()
 
 

@@ -123,11 +123,20 @@ class ClassifierConfig(_Section):
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     batch_size: int = Field(128, ge=1)
-    finetune_layers: int = Field(0, ge=0)
+    finetune_layers: int = 0
     val_share: float = Field(0.15, gt=0, lt=0.5)
     test_share: float = Field(0.15, gt=0, lt=0.5)
     seed: int = 13
     model_name: str = "genre-classifier"
+
+    @field_validator("finetune_layers")
+    @classmethod
+    def _head_only(cls, v: int) -> int:
+        # Tuning encoder layers needs the loop to train on texts, not cached embeddings; until it
+        # does, asking for it is refused rather than silently ignored.
+        if v != 0:
+            raise ValueError("encoder fine-tuning is not implemented; only 0 (train the head) is accepted")
+        return v
 
 
 class RecommendWeights(_Section):
@@ -173,6 +182,17 @@ class SparkConfig(_Section):
     master: str = "local[*]"
     shuffle_partitions: int = Field(8, ge=1)
     driver_memory: str = "2g"
+    conf: dict[str, str] = {}  # extra Spark settings, e.g. the GPU resources of a cluster profile
+
+    @field_validator("conf")
+    @classmethod
+    def _gpu_only_on_clusters(cls, v: dict, info):
+        # local mode has no resource scheduler: GPU amounts belong to cluster profiles only
+        gpu = [k for k in v if ".resource.gpu." in k]
+        master = info.data.get("master", "")
+        if gpu and master.startswith("local"):
+            raise ValueError(f"GPU resource settings {gpu} need a cluster master, not {master!r}")
+        return v
 
 
 class MlflowConfig(_Section):

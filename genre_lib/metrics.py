@@ -172,8 +172,8 @@ def evaluate(interactions: pd.DataFrame, catalogue, cfg, *, item_genres: Optiona
     extra = dict(n_catalogue=model.n_items, n_train_users=model.n_users)
 
     weights = cfg.recommend.weights.model_dump()
-    models = {}
-    for name, w in model_variants(weights, model.available).items():
+    models, variants = {}, model_variants(weights, model.available)
+    for name, w in variants.items():
         top = rec.recommend(model, w, k, cfg.recommend.block_users, users=users)
         recs = pd.DataFrame({"user_id": model.user_ids[top.users], "item_id": model.item_ids[top.items], "rank": top.rank})
         if spark is not None:
@@ -183,8 +183,9 @@ def evaluate(interactions: pd.DataFrame, catalogue, cfg, *, item_genres: Optiona
                                       item_users=to(item_users), **extra)
         else:
             m = ranking_metrics(test, recs, k, item_genres=item_genres, item_users=item_users, **extra)
-        models[name] = {**m, "weights": w}
-    return {"primary": "blend", "protocol": ec.protocol, "k": k,
+        models[name] = m
+    # models holds metric values only, so a reader can iterate them; each variant's blend weights sit apart
+    return {"primary": "blend", "protocol": ec.protocol, "k": k, "variants": variants,
             "train_rows": int(len(train)), "test_rows": int(len(test)), "models": models}
 
 

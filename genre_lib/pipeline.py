@@ -17,13 +17,14 @@ PATH_KEYS = ("lake.root", "data.path")
 def allowed_roots() -> list[Path]:
     """The project and any folders an operator lists in GENRE_ALLOWED_ROOTS (os.pathsep-separated)."""
     extra = [p for p in os.environ.get("GENRE_ALLOWED_ROOTS", "").split(os.pathsep) if p]
-    return [PROJECT_ROOT, *(Path(resolve_path(p)) for p in extra)]
+    return [PROJECT_ROOT.resolve(), *(Path(resolve_path(p)).resolve() for p in extra)]
 
 
 def _check_inside(field: str, value: str) -> None:
     if "://" in value:
         raise ConfigError(f"{field}: {value!r} must be a local path when given through the trigger form")
-    path = Path(resolve_path(value))
+    # the real location: `..` segments and symlinks resolved, so neither can step outside a root
+    path = Path(resolve_path(value)).resolve()
     if not any(path == root or root in path.parents for root in allowed_roots()):
         raise ConfigError(f"{field}: {value!r} is outside the allowed roots {[str(r) for r in allowed_roots()]} "
                           "(set GENRE_ALLOWED_ROOTS to allow more)")

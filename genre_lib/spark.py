@@ -22,6 +22,8 @@ def get_spark(cfg: PipelineConfig, app: str):
     # Workers must use this interpreter (the venv), not whatever python is first on their PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(f"genre-{app}")
+    for key, value in cfg.spark.conf.items():
+        builder = builder.config(key, value)
     if "spark.master" not in _submitted_conf():
         builder = builder.master(cfg.spark.master).config("spark.driver.memory", cfg.spark.driver_memory)
     return (builder

@@ -158,13 +158,21 @@ class Lake:
         with self.fs.open_output_stream(f"{staged}/{SUCCESS}") as f:
             f.write(json.dumps(manifest, indent=1, sort_keys=True, default=str).encode())
         final = self.partition(table, ds)
-        old = None
-        if self.fs.get_file_info(final).type != pafs.FileType.NotFound:
-            old = self.path(table, f"_old-ds={ds}-{uuid.uuid4().hex[:12]}")
-            self.fs.move(final, old)
-        self.fs.move(staged, final)
-        if old:
-            self.fs.delete_dir(old)
+        olds = []
+        for attempt in range(3):
+            if self.fs.get_file_info(final).type != pafs.FileType.NotFound:
+                olds.append(self.path(table, f"_old-ds={ds}-{uuid.uuid4().hex[:12]}"))
+                self.fs.move(final, olds[-1])
+            try:
+                self.fs.move(staged, final)
+                break
+            except OSError:
+                # a reader's _recover put the old partition back between our two moves: again
+                if attempt == 2:
+                    raise
+        for old in olds:
+            if self.fs.get_file_info(old).type != pafs.FileType.NotFound:
+                self.fs.delete_dir(old)
         return manifest
 
     def write_pandas(self, table: str, ds: dt.date | str, df: pd.DataFrame, manifest: dict) -> dict:

@@ -36,9 +36,6 @@ def work(ctx: jobrun.JobContext) -> dict:
     if leaks:
         log.warning("encoder.text_template %r embeds the genres: test scores are inflated and this model "
                     "will not replace an existing champion", ctx.cfg.encoder.text_template)
-    if cfg.finetune_layers:
-        log.warning("classifier.finetune_layers=%d: encoder fine-tuning is not implemented, training the head only",
-                    cfg.finetune_layers)
     mlflow.set_tags({"label_leakage": str(leaks), "genre_vocab_ds": vocab_ds or "derived from items_clean",
                      "embedding_model_id": data.model_id})
     mlflow.log_params({"train.genres": ",".join(genres)[:500], "train.embedding_dim": data.X.shape[1],

@@ -29,6 +29,8 @@ def test_overrides_are_typed():
     ("genres.event_weights={view: -1}", "genres.event_weights"),
     ("recommend.weights.cf=-2", "recommend.weights.cf"),
     ("genres.shrinkage=-1", "genres.shrinkage"),
+    ("classifier.finetune_layers=2", "classifier.finetune_layers"),
+    ("spark.conf={spark.task.resource.gpu.amount: '1'}", "spark.conf"),
 ])
 def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
@@ -51,3 +53,15 @@ def test_config_hash_changes_with_values():
 def test_run_date_is_validated(bad):
     with pytest.raises(ConfigError, match="run_date"):
         parse_run_date(bad)
+
+
+def test_every_profile_loads():
+    from genre_lib.config import PROJECT_ROOT
+    for profile in sorted((PROJECT_ROOT / "configs").glob("*.yaml")):
+        load_config(profile)
+
+
+def test_cluster_profile_carries_gpu_resources_to_spark():
+    cfg = load_config("configs/cluster-gpu.yaml")
+    assert cfg.encoder.engine == "spark" and not cfg.spark.master.startswith("local")
+    assert cfg.spark.conf["spark.executor.resource.gpu.amount"] == "1"

@@ -42,6 +42,7 @@ def test_dag_wiring(dag):
     assert all(dag.get_task(t).retries >= 1 for t in spark_stages | {"embed_texts", "train_classifier"})
     assert dag.get_task("resolve_run").retries == 0
     assert dag.get_task("recommend").upstream_task_ids == {"genre_weights", "train_classifier"}
+    assert dag.get_task("train_classifier").upstream_task_ids == {"genre_weights", "embed_texts"}
     assert {"run_date", "config", "overrides"} <= set(dag.params.keys())
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"  # nightly, run date = logical date
     # a run for a historical night (MovieLens: 1997-98) must get task instances

@@ -183,6 +183,9 @@ def test_recommend_and_evaluate_jobs(tmp_path):
     assert {"blend", "genre", "content", "cf", "popularity", "blend-cf"} <= set(payload["models"])
     assert {"ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage@10", "diversity@10",
             "novelty@10"} <= set(payload["models"]["blend"])
+    # every model entry is metric name -> number; the blend weights of each variant sit apart
+    assert all(isinstance(v, (int, float)) for m in payload["models"].values() for v in m.values())
+    assert set(payload["variants"]) == set(payload["models"]) and "cf" not in payload["variants"]["blend-cf"]
 
     import mlflow
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])

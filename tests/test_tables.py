@@ -64,3 +64,25 @@ def test_crash_between_renames_keeps_last_partition(tmp_path):
     assert len(lake.read_pandas("items_clean", "2026-11-22")) == 4
     lake.write_pandas("items_clean", "2026-11-22", items(2), M)  # the rerun replaces it
     assert len(lake.read_pandas("items_clean", "2026-11-22")) == 2
+
+
+def test_commit_survives_a_reader_recovering_mid_swap(tmp_path, monkeypatch):
+    import pyarrow.fs as pafs
+
+    lake = Lake(str(tmp_path))
+    lake.write_pandas("items_clean", "2026-11-22", items(4), M)
+    asides = []
+
+    class ReaderInTheGap(pafs.LocalFileSystem):
+        def move(self, src, dst):  # a reader lists the table right after the writer set the old partition aside
+            super().move(src, dst)
+            if "/_old-ds=" in dst:
+                asides.append(dst)
+                if len(asides) == 1:  # the reader's _recover puts it back
+                    assert Lake(str(tmp_path)).committed("items_clean") == ["2026-11-22"]
+
+    monkeypatch.setattr(Lake, "fs", property(lambda self: ReaderInTheGap()))
+    lake.write_pandas("items_clean", "2026-11-22", items(2), M)
+    assert len(asides) == 2  # the writer set the restored partition aside again
+    assert len(Lake(str(tmp_path)).read_pandas("items_clean", "2026-11-22")) == 2
+    assert not [p for p in (tmp_path / "items_clean").iterdir() if p.name.startswith("_")]

@@ -4,7 +4,7 @@ the DAG's first task (the trigger form) and in every job's command line."""
 import pytest
 
 from genre_lib import jobrun
-from genre_lib.config import ConfigError
+from genre_lib.config import PROJECT_ROOT, ConfigError
 from genre_lib.pipeline import resolve_run
 
 
@@ -31,6 +31,9 @@ GOOD = {"config": "configs/default.yaml", "run_date": "2026-11-22", "overrides":
     ({"overrides": ["lake.root=/etc"]}, "lake.root"),
     ({"overrides": ["lake.root=../../outside"]}, "lake.root"),
     ({"overrides": ["data.path=/tmp/elsewhere"]}, "data.path"),
+    ({"overrides": [f"lake.root={PROJECT_ROOT}/../../etc"]}, "lake.root"),
+    ({"overrides": [f"data.path={PROJECT_ROOT}/lake/../../../tmp/x"]}, "data.path"),
+    ({"config": f"{PROJECT_ROOT}/configs/../../../etc/passwd"}, "config"),
     ({"config": "/etc/passwd"}, "config"),
     ({"config": "configs/missing.yaml"}, "config"),
     ({"overrides": "recommend.top_n"}, "override"),
@@ -42,10 +45,26 @@ def test_trigger_form_is_validated(params, field, monkeypatch, spark_starts):
     assert spark_starts == []
 
 
+def test_symlink_out_of_the_project_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("GENRE_ALLOWED_ROOTS", raising=False)
+    link = PROJECT_ROOT / f".test-link-{tmp_path.name}"
+    link.symlink_to(tmp_path)
+    try:
+        with pytest.raises(ConfigError, match=r"lake\.root"):
+            resolve_run({**GOOD, "overrides": [f"lake.root={link.name}/lake"]}, "manual__link")
+    finally:
+        link.unlink()
+
+
 def test_allowed_roots_from_environment(tmp_path, monkeypatch):
+    # both path keys point outside the project, into a root the operator allowed; the data folder
+    # exists there, so the run resolves (a clean clone has no data/synthetic of its own)
     monkeypatch.setenv("GENRE_ALLOWED_ROOTS", str(tmp_path))
-    out = resolve_run({**GOOD, "overrides": [f"lake.root={tmp_path}/lake"]}, "manual__ok")
-    assert out["run_date"] == "2026-11-22" and out["args"][-2:] == ["--set", f"lake.root={tmp_path}/lake"]
+    (tmp_path / "data").mkdir()
+    overrides = [f"lake.root={tmp_path}/lake", f"data.path={tmp_path}/data"]
+    out = resolve_run({**GOOD, "overrides": overrides}, "manual__ok")
+    assert out["run_date"] == "2026-11-22"
+    assert out["args"][-4:] == ["--set", overrides[0], "--set", overrides[1]]
 
 
 @pytest.mark.parametrize("argv, field", [
