@@ -27,10 +27,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from genre_lib.config import EncoderConfig  # noqa: E402
-from genre_lib.datasets.synthetic import GENRE_WORDS, NEUTRAL  # noqa: E402
+from genre_lib.datasets.synthetic import GENRE_WORDS, NEUTRAL_ADJ, NEUTRAL_NOUNS  # noqa: E402
 from genre_lib.encoder import TextEncoder, embed_items, embed_night, item_texts, resolve_model, usable_cores  # noqa: E402
 from genre_lib.tables import Lake  # noqa: E402
 
+NEUTRAL = list(NEUTRAL_NOUNS) + list(NEUTRAL_ADJ)
 FUNCTION = "a an the of in on with to and but as his her their its who when after before".split()
 VERBS = ("finds discovers must confronts returns leaves hides fights loves escapes joins "
          "searches uncovers survives protects betrays follows becomes").split()
@@ -44,7 +45,7 @@ def catalogue(n: int, seed: int = 7) -> pd.DataFrame:
     rows = []
     for i in range(n):
         genres = list(rng.choice(names, size=int(rng.choice([1, 1, 2, 2, 3])), replace=False))
-        pool = [w for g in genres for w in GENRE_WORDS[g].split()] + NEUTRAL
+        pool = [w for g in genres for w in GENRE_WORDS[g].replace("|", " ").split()] + NEUTRAL
         title = " ".join(rng.choice(pool, size=int(rng.integers(1, 7)))).title()
         words = int(np.clip(rng.lognormal(np.log(45), 0.7), 0, 400)) if rng.random() > 0.03 else 0
         sentences, left = [], words

@@ -1,11 +1,12 @@
 """Clean raw interaction logs in Spark: every raw row ends clean, quarantined with one reason code,
-or counted as a removed duplicate, and the three add up.
+or counted as a removed duplicate, and the three add up to the rows counted in the files themselves.
 
 Raw rows are read as text (JSON Lines, CSV, MovieLens TSV) or Parquet, kept as strings so that a
 quarantined row keeps every field exactly as it arrived, then labelled with one `F.when` chain.
 """
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import logging
 import re
@@ -55,7 +56,7 @@ def plan_raw_days(cfg: PipelineConfig, run_date: dt.date, committed: list[str]) 
         raise FileNotFoundError(f"data.path: {path} not found")
     day_dirs = {m.group(1): d for d in inter.glob("ds=*") if (m := _DS.fullmatch(d.name))} if inter.exists() else {}
     if not day_dirs:  # a flat export: every file is tonight's
-        files = _files_by_format(sorted(p for p in inter.rglob("*") if p.is_file())) if inter.exists() else {}
+        files = _files_by_format(_data_files(inter)) if inter.exists() else {}
         return RawSource([ds], files, snapshot=True)
     window = {(run_date - dt.timedelta(days=k)).isoformat() for k in range(cfg.clean.late_days + 1)}
     wanted = {d for d in day_dirs if d in window}
@@ -66,10 +67,17 @@ def plan_raw_days(cfg: PipelineConfig, run_date: dt.date, committed: list[str]) 
     missing = []
     for d in sorted(wanted):
         if d in day_dirs:
-            files += sorted(p for p in day_dirs[d].rglob("*") if p.is_file() and not p.name.startswith(("_", ".")))
+            files += _data_files(day_dirs[d])
         elif d == ds:
             missing.append(d)
     return RawSource(sorted(wanted), _files_by_format(files), missing_days=missing)
+
+
+def _data_files(folder: Path) -> list[Path]:
+    """Files under `folder`, less the ones tools leave beside data (`.DS_Store`, `_SUCCESS`,
+    `_temporary/`): a name, or a folder on the way to it, starting with `.` or `_` is not data."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts))
 
 
 def _files_by_format(files: list[Path]) -> dict[str, list[str]]:
@@ -83,47 +91,110 @@ def _files_by_format(files: list[Path]) -> dict[str, list[str]]:
 
 
 # --- reading into one string-typed frame ---------------------------------------------------------
+# A text line that is blank or repeats its file's header is not a row: it carries no fields. Such
+# lines are dropped while reading but counted (`blank_lines`, `header_lines` in the manifest), so
+# every line read is accounted for: lines = raw_rows + blank_lines + header_lines.
+_ML_RENAME = {"userId": "user_id", "movieId": "item_id", "timestamp": "ts"}
+
+
+@dataclass
+class _TextSource:
+    files: list[str]
+    header_lines: tuple[str, ...]  # the exact header texts of these files; () when headerless
+    parse: object  # lines frame -> frame of read_raw's columns
+
+
+def _text_sources(src: RawSource) -> list[_TextSource]:
+    out = []
+    for fmt, files in src.files.items():
+        if fmt == "jsonl":
+            out.append(_TextSource(files, (), _parse_jsonl))
+        elif fmt in ("csv", "tsv"):
+            sep = "," if fmt == "csv" else "\t"
+            for header, (group, texts) in _group_by_header(files, sep).items():
+                out.append(_TextSource(group, texts, lambda df, h=header, s=sep: _parse_delimited(df, h, s)))
+        elif fmt == "ml100k":
+            out.append(_TextSource(files, (), lambda df: _parse_delimited(df, ("user_id", "item_id", "rating", "ts"), "\t")))
+        elif fmt == "mlcsv":
+            texts = tuple(sorted({_first_line(f) for f in files}))
+            header = _parse_header(texts[0], ",")
+            out.append(_TextSource(files, texts, lambda df, h=header: _parse_delimited(df, h, ",", rename=_ML_RENAME)))
+    return out
+
+
 def read_raw(spark, src: RawSource, run_date: dt.date):
     """Columns: source_file, raw, ds, parse_error, and the raw fields as strings."""
     from pyspark.sql import functions as F
 
-    parts = []
-    for fmt, files in src.files.items():
-        if fmt == "jsonl":
-            parts.append(_read_jsonl(spark, files))
-        elif fmt in ("csv", "tsv"):
-            for header, group in _group_by_header(files, "," if fmt == "csv" else "\t").items():
-                parts.append(_read_delimited(spark, group, header, "," if fmt == "csv" else "\t", skip_header=True))
-        elif fmt == "parquet":
-            parts.append(_read_parquet(spark, files))
-        elif fmt == "ml100k":
-            parts.append(_read_delimited(spark, files, ("user_id", "item_id", "rating", "ts"), "\t", skip_header=False))
-        elif fmt == "mlcsv":
-            header = _first_line(files[0]).split(",")
-            parts.append(_read_delimited(spark, files, tuple(header), ",", skip_header=True,
-                                         rename={"userId": "user_id", "movieId": "item_id", "timestamp": "ts"}))
+    parts = [t.parse(_lines(spark, t.files).where(_line_kind(t.header_lines).isNull())) for t in _text_sources(src)]
+    if "parquet" in src.files:
+        parts.append(_read_parquet(spark, src.files["parquet"]))
     if not parts:
         return None
     df = parts[0]
     for p in parts[1:]:
         df = df.unionByName(p)
-    day = F.regexp_extract("source_file", r"ds=(\d{4}-\d{2}-\d{2})", 1)
+    day = F.regexp_extract("source_file", _DS.pattern, 1)
     if src.snapshot:
         return df.withColumn("ds", F.lit(run_date.isoformat()))
     return df.withColumn("ds", F.when(day == "", F.lit(run_date.isoformat())).otherwise(day))
 
 
+def count_raw(spark, src: RawSource, run_date: dt.date) -> dict[str, dict[str, int]]:
+    """Per raw day: `raw_rows`, `blank_lines`, `header_lines`, counted straight from the files (a
+    scan of the text lines; Parquet footers) and not from the parsed or labelled frame, so that the
+    reconciliation catches a row lost or doubled anywhere after reading."""
+    from pyspark.sql import functions as F
+
+    per_day: dict[str, dict[str, int]] = {d: {"read": 0, "blank_lines": 0, "header_lines": 0} for d in src.days}
+
+    def add(path: str, read: int, blank: int = 0, header: int = 0) -> None:
+        m = None if src.snapshot else _DS.search(path)  # the same rule as read_raw's `ds`
+        tot = per_day.setdefault(m.group(1) if m else run_date.isoformat(), {"read": 0, "blank_lines": 0, "header_lines": 0})
+        tot["read"] += read
+        tot["blank_lines"] += blank
+        tot["header_lines"] += header
+
+    frames = []
+    for t in _text_sources(src):
+        frames.append(_lines(spark, t.files).select("source_file", _line_kind(t.header_lines).alias("kind")))
+    if frames:
+        df = frames[0]
+        for f in frames[1:]:
+            df = df.unionByName(f)
+        # one row per file comes back, not per line
+        kind = F.col("kind")
+        for r in df.groupBy("source_file").agg(F.count(F.lit(1)).alias("n"), F.count_if(kind == "blank").alias("b"),
+                                               F.count_if(kind == "header").alias("h")).collect():
+            add(r["source_file"], r["n"], r["b"], r["h"])
+    for f in src.files.get("parquet", []):
+        add(f, pq.read_metadata(f).num_rows)
+    return {d: {"raw_rows": v["read"] - v["blank_lines"] - v["header_lines"], "blank_lines": v["blank_lines"],
+                "header_lines": v["header_lines"]} for d, v in per_day.items()}
+
+
 def _lines(spark, files):
+    """Every text line of the files, none dropped (see _line_kind for the ones that are not rows)."""
     from pyspark.sql import functions as F
-    return (spark.read.text(files).select(F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file"))
-            .where(F.trim("raw") != ""))
+    return spark.read.text(files).select(F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file"))
 
 
-def _read_jsonl(spark, files):
+def _line_kind(header_lines: tuple[str, ...]):
+    """'blank' | 'header' | null (a row). A header is recognised by its exact text (less a BOM), so
+    a repeated header in concatenated exports is skipped too, and a data row never is."""
     from pyspark.sql import functions as F
 
-    m = F.from_json("raw", "map<string,string>")
-    df = _lines(spark, files).withColumn("_m", m)
+    kind = F.when(F.trim("raw") == "", F.lit("blank"))
+    if header_lines:
+        text = F.regexp_replace("raw", "^\ufeff", "")
+        kind = kind.when(text.isin(*[h.lstrip("\ufeff") for h in header_lines]), F.lit("header"))
+    return kind
+
+
+def _parse_jsonl(df):
+    from pyspark.sql import functions as F
+
+    df = df.withColumn("_m", F.from_json("raw", "map<string,string>"))
     expected = F.array(*[F.lit(c) for c in RAW_FIELDS])
     keys = F.map_keys("_m")
     drift = (F.size(F.array_except(keys, expected)) > 0) | (F.size(F.array_except(expected, keys)) > 0)
@@ -136,34 +207,50 @@ def _first_line(path: str) -> str:
         return f.readline().rstrip("\r\n")
 
 
-def _group_by_header(files: list[str], sep: str) -> dict[tuple, list[str]]:
-    groups: dict[tuple, list[str]] = {}
+def _parse_header(line: str, sep: str) -> tuple[str, ...]:
+    """Column names of a header line, parsed as CSV: quoted names, a BOM, spaces after commas."""
+    return tuple(h.strip() for h in next(csv.reader([line.lstrip("\ufeff")], delimiter=sep, skipinitialspace=True), []))
+
+
+def _group_by_header(files: list[str], sep: str) -> dict[tuple, tuple[list[str], tuple[str, ...]]]:
+    """header columns -> (files, the header texts as they appear in those files)."""
+    groups: dict[tuple, tuple[list[str], set[str]]] = {}
     for f in files:
-        header = tuple(h.strip() for h in _first_line(f).split(sep))
+        line = _first_line(f)
+        header = _parse_header(line, sep)
         _check_columns(f, header)
-        groups.setdefault(header, []).append(f)
-    return groups
+        group = groups.setdefault(header, ([], set()))
+        group[0].append(f)
+        group[1].add(line)
+    return {h: (fs, tuple(sorted(texts))) for h, (fs, texts) in groups.items()}
+
+
+def _drift_message(path: str, extra, missing) -> str:
+    return (f"raw file {path}: wrong columns (extra: {sorted(extra) or 'none'}, missing: {sorted(missing) or 'none'}); "
+            f"expected {RAW_FIELDS}")
 
 
 def _check_columns(path: str, columns) -> None:
-    extra = sorted(set(columns) - set(RAW_FIELDS))
-    missing = sorted(set(RAW_FIELDS) - set(columns))
+    extra, missing = set(columns) - set(RAW_FIELDS), set(RAW_FIELDS) - set(columns)
     if extra or missing:
-        raise SchemaDriftError(f"raw file {path}: wrong columns (extra: {extra or 'none'}, missing: {missing or 'none'}); "
-                               f"expected {RAW_FIELDS}")
+        raise SchemaDriftError(_drift_message(path, extra, missing))
 
 
-def _read_delimited(spark, files, header: tuple, sep: str, skip_header: bool, rename: dict | None = None):
+def _parse_delimited(df, header: tuple, sep: str, rename: dict | None = None):
+    """A real CSV parse of each line (quotes, `""` escapes, separators inside quotes), as strings;
+    a line with an unbalanced quote is malformed, one with the wrong number of fields drifted."""
     from pyspark.sql import functions as F
 
     names = [(rename or {}).get(h, h) for h in header]
-    df = _lines(spark, files)
-    if skip_header:
-        df = df.where(F.col("raw") != sep.join(header))
-    fields = F.split("raw", re.escape(sep), -1)
-    cols = {n: F.nullif(F.trim(F.get(fields, i)), F.lit("")) for i, n in enumerate(names)}
+    schema = ", ".join(f"_c{i} string" for i in range(len(names))) + ", _corrupt string"
+    opts = {"sep": sep, "mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt", "escape": '"',
+            "ignoreLeadingWhiteSpace": "true", "ignoreTrailingWhiteSpace": "true"}
+    df = df.withColumn("_p", F.from_csv("raw", schema, opts))
+    cols = {n: F.nullif(F.trim(F.col(f"_p._c{i}")), F.lit("")) for i, n in enumerate(names)}
     cols.setdefault("event", F.lit("rate"))
-    err = F.when(F.size(fields) != len(names), "schema_drift")
+    # an unclosed quote swallows the rest of the line, which can still yield the right field count
+    unbalanced = F.length(F.regexp_replace("raw", '[^"]', "")) % 2 == 1
+    err = F.when(unbalanced, "malformed_line").when(F.col("_p._corrupt").isNotNull(), "schema_drift")
     return df.select("source_file", "raw", err.alias("parse_error"), *[cols[c].alias(c) for c in RAW_FIELDS])
 
 
@@ -299,6 +386,12 @@ def run(spark, cfg: PipelineConfig, lake, run_date: dt.date, manifest: dict) -> 
     src = plan_raw_days(cfg, run_date, lake.committed("interactions_clean"))
     for d in src.missing_days:
         log.warning("no raw file for %s: committing an empty partition", d)
+    # counted before anything is parsed: the books below balance against the files, not the labels
+    # (a file that grows while the run reads it fails the check; the rerun picks it up whole)
+    read = count_raw(spark, src, run_date)
+    stray = sorted(set(read) - set(src.days))
+    if stray:  # rows of a day this run does not own would never be committed
+        raise RuntimeError(f"raw rows for days outside this run's {src.days}: {stray}")
     raw = read_raw(spark, src, run_date)
     counts: dict[tuple, int] = {}
     staged = {}
@@ -307,7 +400,7 @@ def run(spark, cfg: PipelineConfig, lake, run_date: dt.date, manifest: dict) -> 
         labelled = label_rows(cfg, raw, item_ids).persist()
         rows = labelled.groupBy("ds", "source_file", "status", "reason", "dup_kind").count().collect()
         counts = {(r["ds"], r["source_file"], r["status"], r["reason"], r["dup_kind"]): r["count"] for r in rows}
-        _refuse_drifted_files(counts)
+        _refuse_drifted_files(counts, labelled)
         clean = labelled.where(F.col("status") == "clean").select(
             F.col("_uid").alias("user_id"), F.col("_iid").alias("item_id"), F.col("_event").alias("event"),
             F.col("_rating").alias("rating"), F.col("_ts").alias("ts"), "ds")
@@ -317,10 +410,11 @@ def run(spark, cfg: PipelineConfig, lake, run_date: dt.date, manifest: dict) -> 
             lake.spark_write(table, frame.select(*[c for c in _contract_cols(table)], "ds"), staged[table], partition_by="ds")
         labelled.unpersist()
 
-    totals = {"raw_rows": 0, "clean_rows": 0, "quarantined_rows": 0, "duplicate_rows": 0}
+    totals = {"raw_rows": 0, "clean_rows": 0, "quarantined_rows": 0, "duplicate_rows": 0, "blank_lines": 0,
+              "header_lines": 0}
     plans = []
     for day in src.days:
-        want = _day_counts(counts, day)
+        want = {**read[day], **_day_counts(counts, day)}
         parts = {}
         for table, key in (("interactions_clean", "clean_rows"), ("interactions_quarantine", "quarantined_rows")):
             folder = f"{staged[table]}/ds={day}" if table in staged else None
@@ -332,7 +426,8 @@ def run(spark, cfg: PipelineConfig, lake, run_date: dt.date, manifest: dict) -> 
                 raise RuntimeError(f"{table} ds={day}: wrote {written} rows, labelled {want[key]}")
             parts[table] = folder
         if want["raw_rows"] != want["clean_rows"] + want["quarantined_rows"] + want["duplicate_rows"]:
-            raise RuntimeError(f"reconciliation failed for ds={day}: {want}")
+            raise RuntimeError(f"reconciliation failed for ds={day}: raw_rows (counted in the files) != "
+                               f"clean_rows + quarantined_rows + duplicate_rows: {want}")
         plans.append((day, parts, want))
         for k in totals:
             totals[k] += want[k]
@@ -358,22 +453,38 @@ def _contract_cols(table: str) -> list[str]:
 
 
 def _day_counts(counts: dict, day: str) -> dict:
-    out = {"raw_rows": 0, "clean_rows": 0, "quarantined_rows": 0, "duplicate_rows": 0}
+    """What labelling made of a day's rows; raw_rows comes from count_raw, never from here."""
+    out = {"clean_rows": 0, "quarantined_rows": 0, "duplicate_rows": 0}
     key = {"clean": "clean_rows", "quarantine": "quarantined_rows", "duplicate": "duplicate_rows"}
     for (d, _, status, _, _), n in counts.items():
         if d == day:
-            out["raw_rows"] += n
             out[key[status]] += n
     return out
 
 
-def _refuse_drifted_files(counts: dict) -> None:
-    """A file in which every row has the wrong columns is a wrong file, not dirty rows."""
+def _refuse_drifted_files(counts: dict, labelled) -> None:
+    """A file in which every row has the wrong columns is a wrong file, not dirty rows: fail, naming
+    per file the columns its rows added or lacked (JSON Lines keys; CSV/Parquet headers are checked
+    before reading, so a CSV file here has rows that all disagree with its header in length)."""
+    from pyspark.sql import functions as F
+
     per_file: dict[str, list[int]] = {}
     for (_, f, _, reason, _), n in counts.items():
         tot = per_file.setdefault(f, [0, 0])
         tot[0] += n
         tot[1] += n if reason == "schema_drift" else 0
-    bad = [f for f, (n, drift) in per_file.items() if n > 0 and drift == n]
-    if bad:
-        raise SchemaDriftError(f"raw files with the wrong columns in every row (expected {RAW_FIELDS}): {bad}")
+    bad = sorted(f for f, (n, drift) in per_file.items() if n > 0 and drift == n)
+    if not bad:
+        return
+    # only on this error path, and only over the bad files: one row per file comes back
+    keys = F.map_keys(F.from_json("raw", "map<string,string>"))
+    expected = F.array(*[F.lit(c) for c in RAW_FIELDS])
+    union = lambda a: F.array_sort(F.array_distinct(F.flatten(F.collect_list(a))))  # noqa: E731
+    detail = {r["source_file"]: r for r in labelled.where(F.col("source_file").isin(*bad)).groupBy("source_file").agg(
+        union(F.array_except(keys, expected)).alias("extra"), union(F.array_except(expected, keys)).alias("missing")).collect()}
+    msgs = []
+    for f in bad:
+        extra, missing = detail[f]["extra"], detail[f]["missing"]
+        msgs.append(_drift_message(f, extra, missing) if extra or missing else
+                    f"raw file {f}: every row has a different number of fields than its header {RAW_FIELDS}")
+    raise SchemaDriftError("raw files with the wrong columns in every row: " + "; ".join(msgs))

@@ -55,16 +55,24 @@ def user_genre_weights(history, item_genres_sdf, cfg: GenresConfig, run_date: dt
          .join(item_genres_sdf, "item_id")
          .groupBy("user_id", "genre").agg(F.sum(F.col("_v") * F.col("score")).alias("count")))
     total = Window.partitionBy("user_id")
+    # A zero event weight, a zero rating or decay underflow can leave a sum of 0 (ANSI division by
+    # zero). Without shrinkage w_uc is then undefined: the user is dropped, as recommend.py's zero
+    # rows are. With shrinkage the user falls back to the global mix p_c (the Bayesian prior), whose
+    # own total must be positive; no prior, no rows.
     if cfg.shrinkage > 0:
         prior = f.groupBy("genre").agg(F.sum("count").alias("_g"))
-        prior = prior.withColumn("_p", F.col("_g") / F.sum("_g").over(Window.partitionBy()))
+        all_ = F.sum("_g").over(Window.partitionBy())
+        prior = prior.withColumn("_p", F.when(all_ > 0, F.col("_g") / all_)).where(F.col("_p").isNotNull())
         users = f.select("user_id").distinct()
         f = (users.crossJoin(F.broadcast(prior.select("genre", "_p")))  # users x genres, not users x items
              .join(f, ["user_id", "genre"], "left").fillna(0.0, ["count"]))
-        weight = (F.col("count") + cfg.shrinkage * F.col("_p")) / (F.sum("count").over(total) + cfg.shrinkage)
+        den = F.sum("count").over(total) + cfg.shrinkage
+        num = F.col("count") + cfg.shrinkage * F.col("_p")
     else:
-        weight = F.col("count") / F.sum("count").over(total)
-    out = f.withColumn("weight", weight).where(F.col("weight") > 0)
+        den, num = F.sum("count").over(total), F.col("count")
+    # a guard inside the expression, not a filter before it: the optimiser may reorder filters
+    out = (f.withColumn("_den", den).withColumn("weight", F.when(F.col("_den") > 0, num / F.col("_den")))
+           .where(F.col("weight") > 0).drop("_den"))
     rank = F.row_number().over(Window.partitionBy("user_id").orderBy(F.desc("weight"), "genre"))
     return out.withColumn("rank", rank).select("user_id", "genre", "count", "weight", "rank")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -61,6 +63,13 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
     ])),
 }
 TABLES = [t for t in SCHEMAS if t != "genre_vocab"]
+
+
+def _fault_point(name: str) -> None:
+    """Fault injection for the reliability suite: GENRE_FAULT_AT=<name> makes this process die by
+    SIGKILL here, at the most delicate moments of a commit, which random kill times rarely hit."""
+    if os.environ.get("GENRE_FAULT_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -159,10 +168,12 @@ class Lake:
             f.write(json.dumps(manifest, indent=1, sort_keys=True, default=str).encode())
         final = self.partition(table, ds)
         olds = []
+        _fault_point("before_swap")
         for attempt in range(3):
             if self.fs.get_file_info(final).type != pafs.FileType.NotFound:
                 olds.append(self.path(table, f"_old-ds={ds}-{uuid.uuid4().hex[:12]}"))
                 self.fs.move(final, olds[-1])
+                _fault_point("between_moves")
             try:
                 self.fs.move(staged, final)
                 break

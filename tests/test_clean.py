@@ -124,3 +124,82 @@ def test_csv_and_parquet_inputs(spark, tmp_path):
     clean.run(spark, cfg, lake, pd.Timestamp(D).date(), M)
     assert sorted(lake.read_pandas("interactions_clean", D).user_id) == ["u1", "u2", "u9"]
     assert lake.read_pandas("interactions_quarantine", D).reason.tolist() == ["schema_drift"]
+
+
+def test_reconciliation_fails_when_a_stage_loses_a_row(spark, tmp_path, monkeypatch):
+    from pyspark.sql import functions as F
+
+    write_raw(tmp_path / "raw", {D: GOOD})
+    cfg = cfg_for(tmp_path)
+    label = clean.label_rows
+    # a stage after reading that drops one row: raw_rows must come from the files, not the labels
+    monkeypatch.setattr(clean, "label_rows", lambda c, raw, ids: label(c, raw.where(F.col("raw") != GOOD[1]), ids))
+    with pytest.raises(RuntimeError, match=f"reconciliation failed for ds={D}"):
+        clean.run(spark, cfg, Lake(cfg.lake_root), pd.Timestamp(D).date(), M)
+    assert Lake(cfg.lake_root).committed("interactions_clean") == []
+
+
+def test_blank_and_header_lines_are_counted_not_rows(spark, tmp_path):
+    write_raw(tmp_path / "raw", {D: [GOOD[0], "", "   ", GOOD[1]]})
+    folder = tmp_path / "raw/interactions" / f"ds={D}"
+    header = "user_id,item_id,event,rating,ts"  # repeated mid-file, as concatenated exports do
+    (folder / "a.csv").write_text(f"{header}\nu2,i1,view,,2026-11-22T10:00:00Z\n\n{header}\nu3,i2,view,,2026-11-22T10:00:00Z\n")
+    cfg = cfg_for(tmp_path)
+    lake = Lake(cfg.lake_root)
+    clean.run(spark, cfg, lake, pd.Timestamp(D).date(), M)
+    man = lake.manifest("interactions_clean", D)
+    assert (man["raw_rows"], man["clean_rows"], man["blank_lines"], man["header_lines"]) == (4, 4, 3, 2)
+    assert lake.manifest("interactions_quarantine", D)["row_count"] == 0
+
+
+def test_jsonl_file_with_wrong_columns_names_them(spark, tmp_path):
+    renamed = [json.dumps({"user_id": "u1", "item_id": "i1", "event": "view", "rating": None, "time": "2026-11-22T10:00:00Z"}),
+               json.dumps({"user_id": "u2", "item_id": "i1", "event": "view", "time": "2026-11-22T10:00:00Z"})]
+    write_raw(tmp_path / "raw", {D: renamed})
+    (tmp_path / "raw/interactions" / f"ds={D}" / "ok.jsonl").write_text(GOOD[0] + "\n")
+    cfg = cfg_for(tmp_path)
+    with pytest.raises(clean.SchemaDriftError) as e:
+        clean.run(spark, cfg, Lake(cfg.lake_root), pd.Timestamp(D).date(), M)
+    assert "events.jsonl: wrong columns (extra: ['time'], missing: ['rating', 'ts'])" in str(e.value)
+    assert "ok.jsonl" not in str(e.value)
+    assert Lake(cfg.lake_root).committed("interactions_clean") == []
+
+
+def test_csv_quoted_fields_are_parsed_as_csv(spark, tmp_path):
+    write_raw(tmp_path / "raw", {D: None})
+    (tmp_path / "raw/interactions" / f"ds={D}" / "a.csv").write_text(
+        'user_id,item_id,event,rating,ts\n"Doe, Jane",i1,rate,"4.5",2026-11-22T10:00:00Z\n'
+        'u2,"i2",view,,"2026-11-22T11:00:00Z"\nu3,"i3,view,,2026-11-22T12:00:00Z\n')
+    cfg = cfg_for(tmp_path)
+    lake = Lake(cfg.lake_root)
+    clean.run(spark, cfg, lake, pd.Timestamp(D).date(), M)
+    c = lake.read_pandas("interactions_clean", D).sort_values("user_id")
+    assert list(c.user_id) == ["Doe, Jane", "u2"] and list(c.item_id) == ["i1", "i2"] and c.rating.iloc[0] == 4.5
+    q = lake.read_pandas("interactions_quarantine", D)  # an unclosed quote: malformed, kept as it arrived
+    assert q.reason.tolist() == ["malformed_line"] and q.raw.tolist() == ['u3,"i3,view,,2026-11-22T12:00:00Z']
+
+
+def test_csv_header_with_bom_quotes_and_spaces(spark, tmp_path):
+    write_raw(tmp_path / "raw", {D: None})
+    (tmp_path / "raw/interactions" / f"ds={D}" / "a.csv").write_text(
+        '\ufeff"user_id", item_id , "event",rating, ts\r\nu1,i1,view,,2026-11-22T10:00:00Z\r\n', encoding="utf-8")
+    cfg = cfg_for(tmp_path)
+    lake = Lake(cfg.lake_root)
+    clean.run(spark, cfg, lake, pd.Timestamp(D).date(), M)
+    man = lake.manifest("interactions_clean", D)
+    assert (man["raw_rows"], man["clean_rows"], man["quarantined_rows"], man["header_lines"]) == (1, 1, 0, 1)
+
+
+def test_flat_export_skips_hidden_and_underscore_files(spark, tmp_path):
+    write_raw(tmp_path / "raw", {})
+    inter = tmp_path / "raw/interactions"
+    (inter / "_temporary/0").mkdir(parents=True)
+    (inter / "events.jsonl").write_text("\n".join(GOOD) + "\n")
+    (inter / "_SUCCESS").write_text("")
+    (inter / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (inter / "_temporary/0/part-0.jsonl").write_text("half-written\n")
+    cfg = cfg_for(tmp_path)
+    lake = Lake(cfg.lake_root)
+    clean.run(spark, cfg, lake, pd.Timestamp(D).date(), M)
+    man = lake.manifest("interactions_clean", D)
+    assert man["raw_rows"] == man["clean_rows"] == len(GOOD)

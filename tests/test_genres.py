@@ -83,3 +83,30 @@ def test_vocab_keeps_order():
     items = pd.DataFrame({"genres": [["Action", "Comedy"], ["Anime"]]})
     v = genres.genre_vocab(items, prev)
     assert list(v.genre) == ["Drama", "Action", "Anime", "Comedy"] and list(v.genre_index) == [0, 1, 2, 3]
+
+
+# views weigh 0: u1 and u3 (views only) have a total of 0; u2 has Action 2, Drama 2 (rating 4,
+# split) and Sci-Fi 3 (a purchase)
+ZERO_VIEWS = {"rating_weighted": True, "event_weights": {"view": 0, "click": 1, "rate": 1, "purchase": 3}}
+
+
+def test_users_with_zero_total_are_dropped(frames):
+    w = weights(*frames, **ZERO_VIEWS)  # before the guard: DIVIDE_BY_ZERO (ANSI) on u1 and u3
+    assert {k[0] for k in w} == {"u2"}
+    assert w[("u2", "Sci-Fi")][1] == pytest.approx(3 / 7)
+    assert sum(v[1] for v in w.values()) == pytest.approx(1.0)
+
+
+def test_decay_underflow_leaves_no_rows_not_an_error(frames):
+    # a half-life of ~9 s: 0.5 ** (age / half_life) is exactly 0.0 for every event, so every total
+    # (and, with shrinkage, the global prior's) is 0
+    assert weights(*frames, half_life_days=1e-4) == {}
+    assert weights(*frames, half_life_days=1e-4, shrinkage=2.0) == {}
+
+
+def test_zero_total_with_shrinkage_falls_back_to_the_prior(frames):
+    w = weights(*frames, shrinkage=2.0, **ZERO_VIEWS)
+    # only u2 gives evidence: p = Action 2/7, Drama 2/7, Sci-Fi 3/7; u1 has none, so w = p
+    assert {g: v[1] for (u, g), v in w.items() if u == "u1"} == pytest.approx(
+        {"Action": 2 / 7, "Drama": 2 / 7, "Sci-Fi": 3 / 7})
+    assert w[("u2", "Sci-Fi")][1] == pytest.approx((3 + 2 * 3 / 7) / (7 + 2))

@@ -112,3 +112,18 @@ def test_spark_metrics_agree_with_reference(spark):
     assert set(got) == set(ref)
     for key in ref:
         assert got[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-12), key
+
+
+def test_lake_history_back_in_u_data_order_gives_the_published_split(tmp_path):
+    from genre_lib.datasets.movielens import in_source_order
+
+    rng = np.random.default_rng(3)
+    src = pd.DataFrame({"user_id": rng.integers(1, 30, 300).astype(str), "item_id": rng.integers(1, 50, 300).astype(str)})
+    src = src.drop_duplicates(ignore_index=True).assign(rating="4", ts="881250949")
+    src.to_csv(tmp_path / "u.data", sep="\t", header=False, index=False)
+    lake_order = src.sort_values(["ts", "user_id", "item_id"]).reset_index(drop=True)  # what the lake gives
+    back = in_source_order(lake_order, tmp_path)
+    assert back[["user_id", "item_id"]].equals(src[["user_id", "item_id"]])
+    published = stratified_split(src)[1][["user_id", "item_id"]].reset_index(drop=True)
+    assert stratified_split(back)[1][["user_id", "item_id"]].reset_index(drop=True).equals(published)
+    assert not stratified_split(lake_order)[1][["user_id", "item_id"]].reset_index(drop=True).equals(published)

@@ -32,6 +32,19 @@ def load_100k_interactions(path: str | Path) -> pd.DataFrame:
     return df.assign(event="rate")[["user_id", "item_id", "event", "rating", "ts"]]
 
 
+def in_source_order(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """`df` (ML-100k interactions from the lake) in u.data's row order. The lake keeps no row order,
+    but Recommenders' stratified split draws one random number per row in file order: this is what
+    makes the nightly `stratified` evaluation the published split. Rows not in u.data go last."""
+    src = pd.read_csv(_require(Path(path) / "u.data"), sep="\t", names=["user_id", "item_id", "rating", "ts"],
+                      usecols=["user_id", "item_id"], dtype=str)
+    pos = pd.Series(range(len(src)), index=pd.MultiIndex.from_frame(src)).groupby(level=[0, 1]).first()
+    key = pd.MultiIndex.from_frame(df[["user_id", "item_id"]].astype(str))
+    order = pos.reindex(key).to_numpy()
+    order = pd.Series(order).fillna(len(src) + pd.Series(range(len(df))).astype(float)).to_numpy()
+    return df.iloc[order.argsort(kind="stable")].reset_index(drop=True)
+
+
 def load_csv_items(path: str | Path) -> pd.DataFrame:
     """ml-latest-small / ML-20M / ML-25M: movies.csv (movieId,title,genres) and tags.csv."""
     movies = pd.read_csv(_require(Path(path) / "movies.csv"), dtype=str)

@@ -47,10 +47,21 @@ class Workspace:
         subprocess.run([sys.executable, "-m", "genre_lib.datasets", "--force", *sets], cwd=ROOT, env=self.env,
                        check=True, capture_output=True)
 
-    def start(self, stage: str, run_date: str, run_id: str) -> subprocess.Popen:
+    def start(self, stage: str, run_date: str, run_id: str, env: dict | None = None) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, f"jobs/{stage}.py", *self.args(run_date, run_id)], cwd=ROOT,
-                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env={**self.env, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # own process group: kill -9 reaches the JVM too
+
+    def run_dying_at(self, stage: str, run_date: str, run_id: str, point: str) -> int:
+        """Run a stage that SIGKILLs itself at a commit's fault point (genre_lib.tables._fault_point);
+        the rest of its process group (Spark's JVM) is killed after it. Returns the exit code."""
+        p = self.start(stage, run_date, run_id, env={"GENRE_FAULT_AT": point})
+        p.communicate(timeout=600)
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return p.returncode
 
     def run(self, stage: str, run_date: str, run_id: str, timeout: float = 600) -> float:
         t0 = time.time()

@@ -19,20 +19,34 @@ def reference(tmp_path_factory):
 
 def trial(ws, durations, reference, stage, rng, n):
     killed = ws.run_killed(stage, D, f"crash-{stage}-{n}", after_s=rng.uniform(0.2, 1.0) * durations[stage])
+    # whatever moment it died at, readers see either last run's partition or the new complete one
+    check_after_crash(ws, reference, stage, n)
+    return killed
+
+
+def check_after_crash(ws, reference, stage, n):
     for table in OUTPUTS[stage]:
         if table != "evaluation":
             visible_partitions_complete(ws.lake, table)
-    # whatever moment it died at, readers see either last run's partition or the new complete one
     for table, before in reference[stage].items():
         assert_same(before, ws.snapshot(stage, D)[table], f"{table} after kill -9 of {stage}")
     ws.run(stage, D, f"rerun-{stage}-{n}")
     for table, before in reference[stage].items():
         assert_same(before, ws.snapshot(stage, D)[table], f"{table} after rerun of {stage}")
-    return killed
 
 
-def test_kill_clean_and_embed(reference):
-    """The part CI runs: one Spark writer, one torch writer."""
+@pytest.mark.parametrize("stage, point", [
+    ("clean_interactions", "between_moves"),  # Spark writer: old partition aside, new one not yet in
+    ("embed_texts", "before_swap"),           # torch writer: staged and manifest written, not swapped
+])
+def test_kill_at_commit_points(reference, stage, point):
+    """The part CI runs: a Spark and a torch writer die at the two delicate moments of a commit."""
+    ws, _, ref = reference
+    assert ws.run_dying_at(stage, D, f"fault-{stage}", point) == -9  # it did die there
+    check_after_crash(ws, ref, stage, point)
+
+
+def test_kill_clean_and_embed_at_random_points(reference):
     ws, durations, ref = reference
     rng = random.Random(7)
     for n, stage in enumerate(["clean_interactions", "embed_texts"]):

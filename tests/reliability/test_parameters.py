@@ -86,3 +86,26 @@ def test_clean_job_refuses_missing_data_path_before_spark(tmp_path, capsys, spar
 
     rc = clean_interactions.main(["--run-date", "2026-11-22", "--set", f"data.path={tmp_path}/absent"])
     assert rc == 2 and "data.path" in capsys.readouterr().err and spark_starts == []
+
+
+@pytest.mark.parametrize("job, argv, field", [
+    ("embed_texts", ["--run-date", "2026-11-31"], "run_date"),
+    ("train_classifier", ["--run-date", "2026-11-22", "--set", "classifier.epochs=0"], "classifier.epochs"),
+    ("recommend", ["--run-date", "2026-11-22", "--set", "recommend.block_users=many"], "recommend.block_users"),
+    ("evaluate", ["--run-date", "2026-11-22", "--set", "eval.protocol=random"], "eval.protocol"),
+    ("clean_interactions", ["--run-date", "2026-11-22", "--set", "clean.late_days=-1"], "clean.late_days"),
+    ("genre_weights", ["--run-date", "2026-11-22", "--set", "genres.multi_genre=both"], "genres.multi_genre"),
+])
+def test_jobs_refuse_before_torch_or_spark_is_imported(job, argv, field):
+    """In a fresh interpreter, so imports made by other tests don't hide one made by the job."""
+    import subprocess
+    import sys
+
+    probe = (f"import sys, runpy; sys.argv = ['jobs/{job}.py', *{argv!r}]; sys.path.insert(0, 'jobs')\n"
+             "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+             "except SystemExit as e:\n    code = e.code\n"
+             "heavy = sorted(m for m in ('torch', 'pyspark', 'transformers') if m in sys.modules)\n"
+             "print('EXIT', code, 'HEAVY', heavy)\n")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert "EXIT 2 HEAVY []" in r.stdout, r.stdout + r.stderr[-2000:]
+    assert field in r.stderr
