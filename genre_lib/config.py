@@ -124,6 +124,11 @@ class ClassifierConfig(_Section):
     weight_decay: float = Field(1e-4, ge=0)
     batch_size: int = Field(128, ge=1)
     finetune_layers: int = 0
+    # Word branch (see genre_lib.classifier): each item's content words embedded one by one with the
+    # encoder, scored by their own MLP and max-pooled. auto: train with and without it, keep the one
+    # with the better validation macro-F1; on/off: force. max_words caps the words per item (rarest kept).
+    word_branch: Literal["auto", "on", "off"] = "auto"
+    max_words: int = Field(32, ge=1, le=256)
     val_share: float = Field(0.15, gt=0, lt=0.5)
     test_share: float = Field(0.15, gt=0, lt=0.5)
     seed: int = 13
@@ -165,6 +170,9 @@ class RecommendConfig(_Section):
     # (Steck 2020; penalty p/(1-p) * item count on each item). p = 0 is EASE^R. Tuned on ML-100k.
     cf_reg: float = Field(200.0, gt=0)
     cf_dropout: float = Field(0.67, ge=0, lt=1)
+    # cf input x_u: None = binary history; h > 0 = the user's k-th newest item weighted 0.5^(k/h)
+    # (B is still fit on the binary history). Pays off when the next items follow the last ones.
+    cf_recency_half_life: Optional[float] = Field(None, gt=0)
     # EASE inverts an items x items Gram matrix: beyond this many items only the most popular get cf
     cf_max_items: int = Field(20_000, ge=1)
     pseudonymize_users: bool = False

@@ -9,7 +9,9 @@ Scorers (each a users x items matrix, produced one block of users at a time):
   genre       R(u,i) = sum_c w_uc s(i,c) / sum_c w_uc; w from `user_genre_weights_frame` on the
               interactions given, s from item_genre_scores (gamma where an item has none)
   content     cosine(user profile, item embedding); profile = time-decayed, rating-weighted mean
-  cf          item-item autoencoder, closed form: DLAE (EASE^R with dropout emphasis); score = x_u B
+  cf          item-item autoencoder, closed form: DLAE (EASE^R with dropout emphasis); score = x_u B,
+              x_u binary, or with `cf_recency_half_life` h the user's k-th newest distinct item
+              weighted 0.5^(k/h) (what a user did last predicts what comes next: temporal protocol)
   popularity  log(1 + distinct users) of the item
 Each is standardised per user over the catalogue (mean 0, sd 1) before blending, so a weight of 2
 means "twice the pull", whatever the scorer's native scale.
@@ -80,6 +82,7 @@ class Model:
     popularity: np.ndarray                # items, float32: log1p(distinct users)
     ease: Optional[np.ndarray] = None     # cf_items x cf_items, float32
     ease_items: Optional[np.ndarray] = None   # item columns covered by `ease`
+    cf_input: Optional[sp.csr_matrix] = None  # users x items, recency-weighted x_u (None: `seen`)
     user_profile: Optional[np.ndarray] = None  # users x d, unit rows (zeros when no embedded history)
     item_emb: Optional[np.ndarray] = None      # items x d, unit rows (zeros when no embedding)
     titles: Optional[np.ndarray] = None
@@ -181,6 +184,17 @@ def ease(x: sp.csr_matrix, lam: float, dropout: float = 0.0) -> np.ndarray:
     return b.astype(np.float32)
 
 
+def recency_matrix(df: pd.DataFrame, user_index: pd.Index, item_index: pd.Index, half_life: float) -> sp.csr_matrix:
+    """users x items: 0.5 ** (k / half_life) on each distinct item of a user, k = 0 for the newest
+    (by its latest ts, ties by item id), 1 for the one before, ... Position, not age in days: users
+    rate at very different paces, and it is the order that carries what they look at next."""
+    d = df.sort_values(["user_id", "ts", "item_id"], kind="stable").drop_duplicates(["user_id", "item_id"], keep="last")
+    k = d.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy(float)
+    return sp.csr_matrix((np.power(0.5, k / half_life).astype(np.float32),
+                          (user_index.get_indexer(d["user_id"]), item_index.get_indexer(d["item_id"]))),
+                         shape=(len(user_index), len(item_index)))
+
+
 def fit(interactions: pd.DataFrame, catalogue: Catalogue, cfg) -> Model:
     """Fit every scorer on `interactions` (user_id, item_id[, event, rating, ts]) and the catalogue.
     `cfg` is the PipelineConfig; only cfg.recommend, cfg.genres and cfg.clean.rating_max are read."""
@@ -220,6 +234,8 @@ def fit(interactions: pd.DataFrame, catalogue: Catalogue, cfg) -> Model:
     if len(cover):
         model.ease_items = cover
         model.ease = ease(seen[:, cover], rc.cf_reg, rc.cf_dropout)
+        if rc.cf_recency_half_life and "ts" in df:
+            model.cf_input = recency_matrix(df, uidx, iidx, rc.cf_recency_half_life)
 
     if catalogue.embeddings is not None and len(catalogue.embeddings):
         emb = catalogue.embeddings
@@ -266,7 +282,7 @@ def component_block(model: Model, name: str, rows: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(model.popularity).expand(len(rows), -1).clone()
     if name == "cf":
         out = torch.zeros(len(rows), model.n_items)
-        x = model.seen[rows][:, model.ease_items]
+        x = (model.seen if model.cf_input is None else model.cf_input)[rows][:, model.ease_items]
         out[:, torch.from_numpy(model.ease_items)] = torch.from_numpy(np.asarray(x @ model.ease, np.float32))
         return out
     raise ValueError(f"unknown component {name!r}")

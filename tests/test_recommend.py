@@ -151,6 +151,25 @@ def test_cf_learns_co_occurrence():
     assert all(i[0] == u[0].replace("u", "a").replace("v", "b") for u, i in zip(model.user_ids[top.users], got))
 
 
+def test_cf_recency_weights_the_latest_items():
+    # x_u weights: newest distinct item 1, the one before 0.5^(1/h), ...; a repeat counts at its latest ts
+    t = pd.Timestamp("2026-11-01", tz="UTC")
+    inter = pd.DataFrame({"user_id": ["a", "a", "a", "a", "b"], "item_id": ["x", "y", "z", "x", "y"],
+                          "ts": [t, t + pd.Timedelta(1, "h"), t + pd.Timedelta(2, "h"), t + pd.Timedelta(3, "h"), t]})
+    m = rec.recency_matrix(inter, pd.Index(["a", "b"]), pd.Index(["x", "y", "z"]), half_life=1.0).toarray()
+    np.testing.assert_allclose(m, [[1.0, 0.25, 0.5], [0.0, 1.0, 0.0]])
+    # in the model: the recency only changes x_u, not B; off by default
+    inter2, items, scores, emb = tiny_data()
+    plain = rec.fit(inter2, rec.Catalogue(), load_config(None, []))
+    recent = rec.fit(inter2, rec.Catalogue(), load_config(None, ["recommend.cf_recency_half_life=2"]))
+    assert plain.cf_input is None and recent.cf_input.nnz == plain.seen.nnz
+    np.testing.assert_array_equal(plain.ease, recent.ease)
+    rows = np.arange(5)
+    assert not torch.allclose(rec.component_block(plain, "cf", rows), rec.component_block(recent, "cf", rows))
+    with pytest.raises(Exception):
+        load_config(None, ["recommend.cf_recency_half_life=0"])
+
+
 # --------------------------------------------------------------------------------------------
 # jobs on a tiny lake
 # --------------------------------------------------------------------------------------------
