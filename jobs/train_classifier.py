@@ -30,7 +30,12 @@ def work(ctx: jobrun.JobContext) -> dict:
     vocab_ds = ctx.lake.latest("genre_vocab", ctx.ds)
     vocab = ctx.lake.read_pandas("genre_vocab", vocab_ds) if vocab_ds else None
     genres = training.genre_order(vocab, items)
-    data = training.build_data(items, embeddings, genres)
+    encode_words = None
+    if cfg.word_branch != "off":
+        # the word branch embeds each distinct content word with the night's encoder (once per word)
+        from genre_lib.encoder import TextEncoder
+        encode_words = TextEncoder.from_config(ctx.cfg.encoder, progress_every_s=0).encode
+    data = training.build_data(items, embeddings, genres, encode_words, cfg.max_words, ctx.cfg.encoder.model)
 
     leaks = training.template_leaks_labels(ctx.cfg.encoder.text_template)
     if leaks:
@@ -38,9 +43,10 @@ def work(ctx: jobrun.JobContext) -> dict:
                     "will not replace an existing champion", ctx.cfg.encoder.text_template)
     mlflow.set_tags({"label_leakage": str(leaks), "genre_vocab_ds": vocab_ds or "derived from items_clean",
                      "embedding_model_id": data.model_id})
-    mlflow.log_params({"train.genres": ",".join(genres)[:500], "train.embedding_dim": data.X.shape[1],
+    mlflow.log_params({"train.genres": ",".join(genres)[:500], "train.embedding_dim": data.emb_dim, "train.input_dim": data.X.shape[1],
                        "train.split": "sha256(seed:item_id)", "train.pos_weight_cap": 30.0,
-                       "train.tfidf": "word 1-2 grams, OvR logistic regression, C on validation"})
+                       "train.tfidf": "word 1-2 grams, OvR logistic regression, C on validation",
+                       "train.features": data.features[:500]})
 
     result = training.run_experiment(
         data, cfg, on_epoch=lambda row: mlflow.log_metrics(
@@ -54,10 +60,11 @@ def work(ctx: jobrun.JobContext) -> dict:
 
     trained_from = training.fingerprint(data, cfg)
     version = training.log_classifier(result.model, data.X[lab], genres, result.thresholds, data.model_id,
-                                      cfg.model_name, trained_from)
+                                      cfg.model_name, trained_from, data.features)
     va = result.split == "val"
     gate = training.champion_gate(cfg.model_name, version, result.metrics["val_macro_f1"],
-                                  data.X[lab][va], data.Y[lab][va], genres, data.model_id, leaks, trained_from)
+                                  data.X[lab][va], data.Y[lab][va], genres, data.model_id, leaks, trained_from,
+                                  data.features)
 
     # Inference always goes through the alias, whichever version the gate left there.
     champion, _meta, champion_version = training.load_champion(cfg.model_name)

@@ -173,9 +173,13 @@ def test_job_registers_gates_and_scores_by_alias(lake_env):
     model = mlflow.pytorch.load_model("models:/genre-classifier@champion")
     meta = mlflow.models.get_model_info("models:/genre-classifier@champion").metadata
     assert meta["genres"] == GENRES and len(meta["thresholds"]) == len(GENRES)
+    # the default input carries the item's word vectors (word branch, classifier.word_branch=auto)
+    assert meta["features"].startswith("embedding16+words32x384:") and meta["dim"] == 16 + 32 * 384
     items, emb = synthetic_catalogue()
     from genre_lib.classifier import predict_proba
-    P = predict_proba(model, np.stack(emb.vector.to_numpy()))
+    data = training.build_data(items, emb, GENRES)  # the head's part of the input, words left as zeros
+    x = np.hstack([data.X, np.zeros((len(data.X), 32 * 384), np.float32)])
+    P = predict_proba(model, x)
     assert P.shape == (260, len(GENRES))
 
 
@@ -189,3 +193,65 @@ def test_incompatible_champion_is_named():
     assert "vocabulary" in training.incompatibility(meta, GENRES[:-1], 16, "a")
     assert "dim" in training.incompatibility(meta, GENRES, 384, "a")
     assert "embedding model" in training.incompatibility(meta, GENRES, 16, "b")
+
+
+# --- the word branch ---------------------------------------------------------------------------------
+def fake_word_encoder(words):
+    """A deterministic random unit vector per word (identity, no semantics): enough to test the wiring."""
+    import hashlib
+    out = []
+    for w in words:
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(w.encode()).digest()[:8], "big"))
+        v = rng.normal(size=24)
+        out.append(v / np.linalg.norm(v))
+    return np.array(out, dtype=np.float32).reshape(len(words), 24)
+
+
+def test_item_words_drop_stop_words_and_keep_the_rarest():
+    from genre_lib.classifier import item_words, word_features
+
+    texts = ["The ghost and the ghost in the house", "A house of robots", "house"]
+    assert item_words(texts, 8) == [["ghost", "house"], ["house", "robots"], ["house"]]
+    assert item_words(texts, 1) == [["ghost"], ["robots"], ["house"]]  # "house" is in every text
+    W = word_features(texts + [""], fake_word_encoder, 3).reshape(4, 3, 24)
+    assert W.dtype == np.float32
+    np.testing.assert_allclose(W[0, 0], fake_word_encoder(["ghost"])[0])
+    assert (W[0, 2] == 0).all() and (W[3] == 0).all()  # padding and a text without words
+
+
+def test_word_branch_is_chosen_when_only_the_words_carry_the_genre():
+    """Item embeddings that are pure noise, genres in the words: the head alone is near the prior,
+    the word branch learns, and the validation choice keeps it."""
+    items, emb = synthetic_catalogue(n=400, unlabelled=0, seed=1)
+    rng = np.random.default_rng(1)
+    emb["vector"] = list(rng.normal(size=(len(emb), 16)).astype(np.float32))
+    data = training.build_data(items, emb, GENRES, fake_word_encoder, 6, "fake")
+    assert data.X.shape[1] == 16 + 6 * 24 and data.features == "embedding16+words6x24:fake"
+    r = training.run_experiment(data, ClassifierConfig(**FAST))
+    assert r.metrics["word_branch"] == 1.0 and r.model.use_words
+    assert r.metrics["val_macro_f1_with_words"] > r.metrics["val_macro_f1_head_only"] + 0.2
+    assert r.metrics["test_macro_f1"] > r.metrics["prior_test_macro_f1"] + 0.15
+    off = training.run_experiment(data, ClassifierConfig(**FAST, word_branch="off"))
+    assert off.metrics["word_branch"] == 0.0 and not off.model.use_words
+    assert off.metrics["test_macro_f1"] < r.metrics["test_macro_f1"] - 0.15
+
+
+def test_word_branch_model_exports_and_scores_any_batch(tmp_path):
+    """The flat input [embedding | words] survives torch.export with a dynamic batch, as MLflow logs it."""
+    from genre_lib.classifier import GenreClassifier, predict_proba
+
+    torch.manual_seed(0)
+    model = GenreClassifier(16, 5, hidden=8, word_dim=24, max_words=6).eval()
+    x = np.random.default_rng(0).normal(size=(7, 16 + 6 * 24)).astype(np.float32)
+    x[0, 16:] = 0  # an item without words
+    ex = torch.export.export(model, (torch.from_numpy(x[:3]),),
+                             dynamic_shapes=[{0: torch.export.Dim.AUTO}])
+    np.testing.assert_allclose(predict_proba(ex.module(), x), predict_proba(model, x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_champion_with_another_input_layout_is_named():
+    meta = {"genres": GENRES, "dim": 16 + 6 * 24, "embedding_model_id": "a", "features": "embedding16+words6x24:x"}
+    assert training.incompatibility(meta, GENRES, 160, "a", "embedding16+words6x24:x") is None
+    assert "input layout" in training.incompatibility(meta, GENRES, 160, "a", "embedding16+words6x24:y")
+    old = {"genres": GENRES, "dim": 16, "embedding_model_id": "a"}  # logged before the word branch
+    assert training.incompatibility(old, GENRES, 16, "a", "embedding16") is None
