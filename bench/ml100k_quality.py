@@ -12,7 +12,7 @@ protocol, k=10): BiVAE nDCG 0.475 P 0.412 R 0.219 MAP 0.146; BPR nDCG 0.442; SAR
 again by the same protocol (stratified: python_stratified_split of train; temporal: each user's last
 20% of train), every candidate is fitted on the inner train and scored by nDCG@10 on the validation
 part, then the chosen values are fitted on the whole training split and the test table is printed
-once. Stage 1 picks cf_reg, cf_dropout and cf_recency_half_life for cf alone; stage 2 the blend
+once. Stage 1 picks cf_rating_power, cf_reg, cf_dropout and cf_recency_half_life for cf alone; stage 2 the blend
 weights (cf = 1) of genre, content and popularity. A candidate replaces the incumbent only when it
 is strictly better, and the grids run from the simplest value up, so ties keep the smaller weight.
 """
@@ -48,6 +48,7 @@ PROFILE = str(ROOT / "configs" / "movielens-100k.yaml")
 CF_REG = (25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
 CF_DROPOUT = (0.5, 0.67, 0.8)
 CF_RECENCY = (None, 1.5, 3.0, 6.0, 12.0, 30.0)
+CF_RATING = (0.0, 0.5, 1.0)
 W_GENRE = (0.0, 0.02, 0.05, 0.1, 0.2)
 W_CONTENT = (0.0, 0.02, 0.05, 0.1, 0.2)
 W_POPULARITY = (0.0, 0.02, 0.05, 0.1, 0.2)
@@ -97,15 +98,16 @@ def tune(interactions: pd.DataFrame, catalogue: Catalogue, profile: str, overrid
     ts = inner.assign(user_id=inner["user_id"].astype(str), item_id=inner["item_id"].astype(str),
                       ts=pd.to_datetime(inner["ts"], utc=True))
     best, chosen = -1.0, None
-    for reg, drop in itertools.product(CF_REG, CF_DROPOUT):
-        c = load_config(profile, [*overrides, f"recommend.cf_reg={reg}", f"recommend.cf_dropout={drop}"])
+    for power, reg, drop in itertools.product(CF_RATING, CF_REG, CF_DROPOUT):
+        c = load_config(profile, [*overrides, f"recommend.cf_reg={reg}", f"recommend.cf_dropout={drop}",
+                                  f"recommend.cf_rating_power={power}", "recommend.cf_recency_half_life=null"])
         model = rec.fit(inner, catalogue, c)  # B does not depend on the recency of x_u: swap it in
         for half in CF_RECENCY:
-            model.cf_input = None if half is None else rec.recency_matrix(
-                ts, pd.Index(model.user_ids), pd.Index(model.item_ids), half)
+            model.cf_input = rec.cf_input_matrix(model, ts, half)
             score = _val_ndcg(model, val, {"cf": 1.0}, c)
             if score > best:
                 best, chosen = score, [f"recommend.cf_reg={reg}", f"recommend.cf_dropout={drop}",
+                                       f"recommend.cf_rating_power={power}",
                                        f"recommend.cf_recency_half_life={'null' if half is None else half}"]
     print(f"  stage 1 (cf alone): {' '.join(chosen)} -> validation nDCG@10 {best:.4f}")
 

@@ -173,6 +173,10 @@ class RecommendConfig(_Section):
     # cf input x_u: None = binary history; h > 0 = the user's k-th newest item weighted 0.5^(k/h)
     # (B is still fit on the binary history). Pays off when the next items follow the last ones.
     cf_recency_half_life: Optional[float] = Field(None, gt=0)
+    # a > 0: the cf model (B and x_u) reads (rating / rating_max) ** a instead of 1 per rated item
+    # (an event without a rating counts 1): a 5-star film says more about a user than a 1-star one,
+    # while every rated film still counts as seen. 0 = binary. Tuned on ML-100k.
+    cf_rating_power: float = Field(0.0, ge=0, le=2)
     # EASE inverts an items x items Gram matrix: beyond this many items only the most popular get cf
     cf_max_items: int = Field(20_000, ge=1)
     pseudonymize_users: bool = False

@@ -10,8 +10,9 @@ Scorers (each a users x items matrix, produced one block of users at a time):
               interactions given, s from item_genre_scores (gamma where an item has none)
   content     cosine(user profile, item embedding); profile = time-decayed, rating-weighted mean
   cf          item-item autoencoder, closed form: DLAE (EASE^R with dropout emphasis); score = x_u B,
-              x_u binary, or with `cf_recency_half_life` h the user's k-th newest distinct item
-              weighted 0.5^(k/h) (what a user did last predicts what comes next: temporal protocol)
+              x_u binary, or (rating / rating_max) ** `cf_rating_power` per rated item (B is then fit
+              on the same weighted matrix), times, with `cf_recency_half_life` h, 0.5^(k/h) on the
+              user's k-th newest distinct item (what a user did last predicts what comes next)
   popularity  log(1 + distinct users) of the item
 Each is standardised per user over the catalogue (mean 0, sd 1) before blending, so a weight of 2
 means "twice the pull", whatever the scorer's native scale.
@@ -82,7 +83,8 @@ class Model:
     popularity: np.ndarray                # items, float32: log1p(distinct users)
     ease: Optional[np.ndarray] = None     # cf_items x cf_items, float32
     ease_items: Optional[np.ndarray] = None   # item columns covered by `ease`
-    cf_input: Optional[sp.csr_matrix] = None  # users x items, recency-weighted x_u (None: `seen`)
+    cf_input: Optional[sp.csr_matrix] = None  # users x items, rating/recency-weighted x_u (None: `seen`)
+    cf_rating: Optional[sp.csr_matrix] = None  # users x items, rating weights B was fit on (None: `seen`)
     user_profile: Optional[np.ndarray] = None  # users x d, unit rows (zeros when no embedded history)
     item_emb: Optional[np.ndarray] = None      # items x d, unit rows (zeros when no embedding)
     titles: Optional[np.ndarray] = None
@@ -195,6 +197,26 @@ def recency_matrix(df: pd.DataFrame, user_index: pd.Index, item_index: pd.Index,
                          shape=(len(user_index), len(item_index)))
 
 
+def rating_matrix(df: pd.DataFrame, user_index: pd.Index, item_index: pd.Index, power: float,
+                  rating_max: float) -> sp.csr_matrix:
+    """users x items: (rating / rating_max) ** power on each distinct item of a user (its highest
+    rating when rated twice; 1 where an event has no rating)."""
+    r = (df["rating"].astype(float) / rating_max).clip(lower=0, upper=1) if "rating" in df else pd.Series(1.0, index=df.index)
+    d = pd.DataFrame({"u": user_index.get_indexer(df["user_id"]), "i": item_index.get_indexer(df["item_id"]),
+                      "w": np.power(r.fillna(1.0).to_numpy(float), power)})
+    d = d.groupby(["u", "i"], sort=False)["w"].max().reset_index()
+    return sp.csr_matrix((d["w"].to_numpy(np.float32), (d["u"], d["i"])), shape=(len(user_index), len(item_index)))
+
+
+def cf_input_matrix(model: "Model", df: pd.DataFrame, half_life: Optional[float]) -> Optional[sp.csr_matrix]:
+    """x_u for every user: the rating weights (or `seen`) times the recency weights when h is set;
+    None when x_u is just `seen`."""
+    if not half_life or "ts" not in df:
+        return model.cf_rating
+    rec = recency_matrix(df, pd.Index(model.user_ids), pd.Index(model.item_ids), half_life)
+    return rec if model.cf_rating is None else rec.multiply(model.cf_rating).tocsr()
+
+
 def fit(interactions: pd.DataFrame, catalogue: Catalogue, cfg) -> Model:
     """Fit every scorer on `interactions` (user_id, item_id[, event, rating, ts]) and the catalogue.
     `cfg` is the PipelineConfig; only cfg.recommend, cfg.genres and cfg.clean.rating_max are read."""
@@ -233,9 +255,10 @@ def fit(interactions: pd.DataFrame, catalogue: Catalogue, cfg) -> Model:
         cover = np.sort(cover[np.argsort(-counts[cover], kind="stable")[:rc.cf_max_items]])
     if len(cover):
         model.ease_items = cover
-        model.ease = ease(seen[:, cover], rc.cf_reg, rc.cf_dropout)
-        if rc.cf_recency_half_life and "ts" in df:
-            model.cf_input = recency_matrix(df, uidx, iidx, rc.cf_recency_half_life)
+        if rc.cf_rating_power > 0:
+            model.cf_rating = rating_matrix(df, uidx, iidx, rc.cf_rating_power, cfg.clean.rating_max)
+        model.ease = ease((seen if model.cf_rating is None else model.cf_rating)[:, cover], rc.cf_reg, rc.cf_dropout)
+        model.cf_input = cf_input_matrix(model, df, rc.cf_recency_half_life)
 
     if catalogue.embeddings is not None and len(catalogue.embeddings):
         emb = catalogue.embeddings

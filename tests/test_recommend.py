@@ -170,6 +170,27 @@ def test_cf_recency_weights_the_latest_items():
         load_config(None, ["recommend.cf_recency_half_life=0"])
 
 
+def test_cf_rating_power_weights_input_and_fit():
+    # (rating / rating_max) ** a per distinct item, its highest rating when rated twice, 1 without a rating
+    inter = pd.DataFrame({"user_id": ["a", "a", "a", "b"], "item_id": ["x", "y", "x", "z"],
+                          "rating": [1.0, 4.0, 5.0, np.nan]})
+    m = rec.rating_matrix(inter, pd.Index(["a", "b"]), pd.Index(["x", "y", "z"]), power=0.5, rating_max=5.0).toarray()
+    np.testing.assert_allclose(m, [[1.0, np.sqrt(0.8), 0.0], [0.0, 0.0, 1.0]], rtol=1e-6)
+    # in the model: B is fit on the weighted matrix and x_u reads it; recency multiplies on top
+    inter2, items, scores, emb = tiny_data()
+    plain = rec.fit(inter2, rec.Catalogue(), load_config(None, []))
+    rated = rec.fit(inter2, rec.Catalogue(), load_config(None, ["recommend.cf_rating_power=1"]))
+    both = rec.fit(inter2, rec.Catalogue(), load_config(None, ["recommend.cf_rating_power=1",
+                                                                "recommend.cf_recency_half_life=2"]))
+    assert plain.cf_rating is None and rated.cf_input is rated.cf_rating
+    assert not np.allclose(plain.ease, rated.ease)
+    np.testing.assert_array_equal(rated.ease, both.ease)
+    assert (both.cf_input.toarray() <= rated.cf_input.toarray() + 1e-7).all()
+    assert (both.cf_input != rated.cf_input).nnz > 0
+    with pytest.raises(Exception):
+        load_config(None, ["recommend.cf_rating_power=-1"])
+
+
 # --------------------------------------------------------------------------------------------
 # jobs on a tiny lake
 # --------------------------------------------------------------------------------------------
