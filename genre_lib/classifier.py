@@ -15,11 +15,15 @@ the word-level signal *and* the encoder's knowledge that an unseen "vampire" is 
 Model input, one flat float32 row per item (so signature, export and batching stay 2-d):
     [item embedding (dim) | max_words x word vector (word_dim), zero rows = no word]
 With `max_words == 0` (or `use_words=False`) the model reads only the item embedding.
+
+`FinetunedClassifier` (classifier.finetune_layers > 0) reads texts instead of cached embeddings:
+the encoder itself (its top layers tuned, the rest frozen) + the embed stage's pooling and L2 norm +
+the same MLP head, one int64 row per item [input_ids (L) | attention_mask (L)] (`tokenize`).
 """
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -72,15 +76,133 @@ class GenreClassifier(nn.Module):
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Probabilities (items x genres) from any callable model (eager, or loaded from the registry)."""
-    if isinstance(model, GenreClassifier):
+def predict_proba(model: nn.Module, x: np.ndarray, batch_size: Optional[int] = None) -> np.ndarray:
+    """Probabilities (items x genres) from any callable model (eager, or loaded from the registry).
+    Integer rows are token ids (a fine-tuned model's input) and stay int64, in smaller batches."""
+    if isinstance(model, (GenreClassifier, FinetunedClassifier)):
         model.eval()  # a registry-loaded (exported) graph is already in inference mode
-    out = [model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32)))
+    tokens = np.issubdtype(np.asarray(x).dtype, np.integer)
+    dtype = np.int64 if tokens else np.float32
+    batch_size = batch_size or (128 if tokens else 4096)
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    out = [model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], dtype=dtype)).to(device)).cpu()
            for i in range(0, len(x), batch_size)]
     if not out:
         return np.zeros((0, 0), dtype=np.float64)
     return torch.cat([o.detach() for o in out]).double().numpy()
+
+
+# --- fine-tuning the encoder ------------------------------------------------------------------------
+def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The transformer blocks of a HF encoder, bottom first (BERT/MiniLM/RoBERTa/MPNet: encoder.layer;
+    DistilBERT: transformer.layer)."""
+    for path in ("encoder.layer", "transformer.layer", "layers", "encoder.layers"):
+        mod = encoder
+        for part in path.split("."):
+            mod = getattr(mod, part, None)
+        if isinstance(mod, nn.ModuleList) and len(mod):
+            return mod
+    raise ValueError(f"cannot find the transformer layers of {type(encoder).__name__} to fine-tune")
+
+
+def freeze_below_top(encoder: nn.Module, n_tuned: int) -> list[str]:
+    """Freeze the whole encoder, then unfreeze its top `n_tuned` layers and its pooler (if any).
+    Returns the names of the trainable parameters. `n_tuned` above the layer count is an error."""
+    layers = encoder_layers(encoder)
+    if not 0 <= n_tuned <= len(layers):
+        raise ValueError(f"classifier.finetune_layers={n_tuned} but the encoder has only "
+                         f"{len(layers)} transformer layers")
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    tuned = list(layers[len(layers) - n_tuned:]) if n_tuned else []
+    pooler = getattr(encoder, "pooler", None)
+    for m in tuned + ([pooler] if isinstance(pooler, nn.Module) else []):
+        for p in m.parameters():
+            p.requires_grad_(True)
+    return [n for n, p in encoder.named_parameters() if p.requires_grad]
+
+
+def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> np.ndarray:
+    """(n, 2 * max_length) int64 rows [input_ids | attention_mask], right-padded, truncated."""
+    texts = [t if isinstance(t, str) else "" for t in texts]
+    out = np.zeros((len(texts), 2 * max_length), dtype=np.int64)
+    if not texts:
+        return out
+    ids = tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False,
+                    return_token_type_ids=False)["input_ids"]
+    out[:, :max_length] = tokenizer.pad_token_id or 0
+    for i, row in enumerate(ids):
+        out[i, :len(row)] = row
+        out[i, max_length:max_length + len(row)] = 1
+    return out
+
+
+def longest_tokens(tokenizer, texts: Sequence[str], cap: int) -> int:
+    """The token length of the longest text (special tokens included), at most `cap`."""
+    ids = tokenizer([t if isinstance(t, str) else "" for t in texts], truncation=True, max_length=cap,
+                    return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    return max([len(r) for r in ids] + [2])
+
+
+class FinetunedClassifier(nn.Module):
+    """Encoder (top `n_tuned` layers trainable, embeddings and lower layers frozen) + pooling + L2 norm
+    (as the embed stage: `encoder.pooling`, `encoder.normalize`) + a `GenreClassifier` head.
+
+    Input: int64 (n, 2 * max_length) rows from `tokenize`. Eagerly, the batch is cut to its longest
+    text (padding is masked anyway); an exported graph runs at the full `max_length`. Frozen parts
+    stay in eval mode while training (a frozen layer is a fixed function: no dropout in it)."""
+
+    def __init__(self, encoder: nn.Module, n_genres: int, n_tuned: int, max_length: int, hidden: int = 256,
+                 dropout: float = 0.2, pooling: str = "mean", normalize: bool = True, token_types: bool = True):
+        super().__init__()
+        self.encoder = encoder
+        self.n_tuned, self.max_length = int(n_tuned), int(max_length)
+        self.pooling, self.normalize, self.token_types = pooling, bool(normalize), bool(token_types)
+        self.tuned_names = freeze_below_top(encoder, n_tuned)
+        self.dim = int(encoder.config.hidden_size)
+        self.head = GenreClassifier(self.dim, n_genres, hidden, dropout, use_words=False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:
+            _eval_frozen(self.encoder)
+        return self
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        L = self.max_length
+        ids, mask = x[:, :L], x[:, L:2 * L]
+        if not torch.compiler.is_exporting() and len(x):
+            n = max(int(mask.sum(1).max()), 1)
+            ids, mask = ids[:, :n], mask[:, :n]
+        kwargs = {"input_ids": ids, "attention_mask": mask}
+        if self.token_types:
+            kwargs["token_type_ids"] = torch.zeros_like(ids)
+        hidden = self.encoder(**kwargs).last_hidden_state.float()
+        if self.pooling == "cls":
+            vec = hidden[:, 0]
+        else:
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            vec = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        if self.normalize:
+            vec = nn.functional.normalize(vec, p=2, dim=1)
+        return vec
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head.logits(self.embed(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
+def _eval_frozen(module: nn.Module) -> None:
+    """Put every submodule whose parameters are all frozen in eval mode; descend into mixed ones.
+    Parameter-less modules (dropout) inside a trainable block keep the training mode."""
+    for child in module.children():
+        params = list(child.parameters())
+        if params and not any(p.requires_grad for p in params):
+            child.eval()
+        elif params:
+            _eval_frozen(child)
 
 
 # --- word features ---------------------------------------------------------------------------------

@@ -123,10 +123,18 @@ class ClassifierConfig(_Section):
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     batch_size: int = Field(128, ge=1)
-    finetune_layers: int = 0
+    # Fine-tuning (genre_lib.classifier.FinetunedClassifier): N > 0 trains the top N transformer
+    # layers of the encoder (and its pooler) jointly with the head on the item texts rendered with
+    # encoder.text_template, at finetune_lr; embeddings and lower layers stay frozen. Needs a CUDA
+    # device: without one the head alone is trained (warning + MLflow tag finetune_skipped) unless
+    # finetune_on_cpu is true (tests, tiny models). N above the encoder's layer count is an error.
+    finetune_layers: int = Field(0, ge=0)
+    finetune_lr: float = Field(2e-5, gt=0)
+    finetune_on_cpu: bool = False
     # Word branch (see genre_lib.classifier): each item's content words embedded one by one with the
     # encoder, scored by their own MLP and max-pooled. auto: train with and without it, keep the one
     # with the better validation macro-F1; on/off: force. max_words caps the words per item (rarest kept).
+    # A fine-tuned model reads token ids, not word vectors: with finetune_layers > 0, auto means off.
     word_branch: Literal["auto", "on", "off"] = "auto"
     max_words: int = Field(32, ge=1, le=256)
     val_share: float = Field(0.15, gt=0, lt=0.5)
@@ -134,14 +142,18 @@ class ClassifierConfig(_Section):
     seed: int = 13
     model_name: str = "genre-classifier"
 
-    @field_validator("finetune_layers")
+    @field_validator("word_branch", mode="before")
     @classmethod
-    def _head_only(cls, v: int) -> int:
-        # Tuning encoder layers needs the loop to train on texts, not cached embeddings; until it
-        # does, asking for it is refused rather than silently ignored.
-        if v != 0:
-            raise ValueError("encoder fine-tuning is not implemented; only 0 (train the head) is accepted")
-        return v
+    def _yaml_on_off(cls, v):
+        # YAML 1.1 reads a bare on/off as a boolean: `word_branch: on` means "on"
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _finetune_without_words(self) -> "ClassifierConfig":
+        if self.finetune_layers > 0 and self.word_branch == "on":
+            raise ValueError("word_branch: on cannot be combined with finetune_layers > 0 (a fine-tuned "
+                             "model reads token ids, not word vectors); use word_branch: auto or off")
+        return self
 
 
 class RecommendWeights(_Section):

@@ -13,20 +13,22 @@ Honesty rules, because reviewers compare these numbers across nights:
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from genre_lib.classifier import GenreClassifier, predict_proba, word_features
-from genre_lib.config import ClassifierConfig
+from genre_lib.classifier import (FinetunedClassifier, GenreClassifier, longest_tokens, predict_proba, tokenize,
+                                  word_features)
+from genre_lib.config import ClassifierConfig, EncoderConfig
 
 log = logging.getLogger("genre.training")
 
@@ -63,10 +65,19 @@ class GenreData:
     word_dim: int = 0
     max_words: int = 0
     word_model_id: str = ""       # the encoder that made the word vectors
+    fields: Optional[pd.DataFrame] = None  # item_id, title, description, genres, tags, in item order
 
     def __post_init__(self):
         if not self.emb_dim:
             self.emb_dim = int(self.X.shape[1]) - self.word_dim * self.max_words
+
+    def encoder_texts(self, template: str) -> np.ndarray:
+        """Every item's text as the embed stage renders it with `template` (a fine-tuned model's input)."""
+        from genre_lib.encoder import item_texts
+
+        if self.fields is None:
+            raise ValueError("GenreData has no item fields: build it with build_data to render texts")
+        return np.asarray(item_texts(self.fields, template), dtype=object)
 
     @property
     def features(self) -> str:
@@ -119,10 +130,11 @@ def build_data(items: pd.DataFrame, embeddings: pd.DataFrame, genres: list[str],
         W = word_features(texts, encode_words, max_words)
         word_dim = W.shape[1] // max_words
         X = np.hstack([X, W])
+    fields = items.reindex(columns=["item_id", "title", "description", "genres", "tags"]).reset_index(drop=True)
     return GenreData(items["item_id"].astype(str).to_numpy(), X, Y, labelled, texts, genres,
                      model_ids[0] if model_ids else "", emb_dim=X.shape[1] - word_dim * max_words if word_dim else 0,
                      word_dim=word_dim, max_words=max_words if word_dim else 0,
-                     word_model_id=word_model_id if word_dim else "")
+                     word_model_id=word_model_id if word_dim else "", fields=fields)
 
 
 def split_items(item_ids: np.ndarray, val_share: float, test_share: float, seed: int) -> np.ndarray:
@@ -230,6 +242,145 @@ def train_head(Xtr: np.ndarray, Ytr: np.ndarray, Xva: np.ndarray, Yva: np.ndarra
     return model, history
 
 
+# --- fine-tuning the top encoder layers -------------------------------------------------------------
+FINETUNED = "finetuned:"
+
+
+@dataclass
+class FinetuneSetup:
+    """What `run_experiment` needs to fine-tune: the encoder as loaded (left untouched: each training
+    works on a copy), its tokenizer, and how the embed stage turns an item into a vector."""
+    encoder: nn.Module
+    tokenizer: object
+    n_layers: int                 # classifier.finetune_layers
+    model_id: str                 # encoder.model
+    template: str                 # encoder.text_template
+    max_length: int               # encoder.max_length (the token cap)
+    pooling: str = "mean"
+    normalize: bool = True
+    device: str = "cpu"
+    lr: float = 2e-5
+
+    @property
+    def features(self) -> str:
+        """The input layout of a fine-tuned model: token ids of texts, not cached embeddings."""
+        return f"{FINETUNED}{self.n_layers}:{self.model_id}"
+
+    @property
+    def token_types(self) -> bool:
+        return "token_type_ids" in getattr(self.tokenizer, "model_input_names", [])
+
+    def inputs(self, data: "GenreData") -> np.ndarray:
+        """Token rows for every item of `data`, padded to the longest text (at most max_length)."""
+        texts = data.encoder_texts(self.template)
+        cap = min(self.max_length, int(getattr(self.encoder.config, "max_position_embeddings", self.max_length)))
+        return tokenize(self.tokenizer, texts, longest_tokens(self.tokenizer, texts, cap))
+
+
+def encoder_layer_count(model: str) -> int:
+    """The number of transformer layers of an encoder from its config alone (no weights loaded)."""
+    from transformers import AutoConfig
+
+    from genre_lib.encoder import resolve_model
+    from pathlib import Path
+
+    path = resolve_model(model)
+    conf = AutoConfig.from_pretrained(path, local_files_only=Path(path).is_dir())
+    for key in ("num_hidden_layers", "n_layers", "num_layers"):
+        if isinstance(getattr(conf, key, None), int):
+            return int(getattr(conf, key))
+    raise ValueError(f"cannot tell how many layers encoder {model!r} has")
+
+
+def prepare_finetune(cfg: ClassifierConfig, enc: EncoderConfig,
+                     cuda: Optional[bool] = None) -> tuple[Optional[FinetuneSetup], Optional[str]]:
+    """(setup, None) when the night fine-tunes; (None, reason) when finetune_layers > 0 but the head
+    alone is trained (no CUDA device and no classifier.finetune_on_cpu); (None, None) for N = 0.
+    N above the encoder's layer count is a ValueError naming both, whatever the device."""
+    n = cfg.finetune_layers
+    if n <= 0:
+        return None, None
+    layers = encoder_layer_count(enc.model)
+    if n > layers:
+        raise ValueError(f"classifier.finetune_layers={n} but encoder {enc.model!r} has only {layers} "
+                         f"transformer layers")
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if enc.device == "cpu":
+        cuda = False
+    if not cuda and not cfg.finetune_on_cpu:
+        reason = "no CUDA device" if enc.device != "cpu" else "encoder.device=cpu"
+        log.warning("classifier.finetune_layers=%d asks to fine-tune the encoder, but %s (and "
+                    "classifier.finetune_on_cpu is false): training the head only", n, reason)
+        return None, reason
+    from genre_lib.encoder import TextEncoder
+
+    te = TextEncoder.from_config(enc, device="cuda" if cuda else "cpu", progress_every_s=0)
+    return FinetuneSetup(te.model, te.tokenizer, n, enc.model, enc.text_template, enc.max_length,
+                         enc.pooling, enc.normalize, te.device, cfg.finetune_lr), None
+
+
+@torch.no_grad()
+def _batched_logits(model: nn.Module, x: torch.Tensor, device: str, batch: int = 256) -> torch.Tensor:
+    out = [model.logits(x[i:i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]
+    return torch.cat(out) if out else torch.zeros((0, 0))
+
+
+def train_finetune(setup: FinetuneSetup, Ttr: np.ndarray, Ytr: np.ndarray, Tva: np.ndarray, Yva: np.ndarray,
+                   cfg: ClassifierConfig, on_epoch: Optional[Callable[[dict], None]] = None
+                   ) -> tuple[FinetunedClassifier, list[dict]]:
+    """The head and the top `setup.n_layers` encoder layers trained together on token rows
+    (`setup.inputs`): head at cfg.lr, encoder layers at setup.lr, the rest of the encoder frozen.
+    Same loss, class weights, per-epoch validation macro-F1 and early stopping as `train_head`."""
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    device = setup.device
+    L = Ttr.shape[1] // 2
+    model = FinetunedClassifier(copy.deepcopy(setup.encoder).float(), Ytr.shape[1], setup.n_layers, L,
+                                cfg.hidden, cfg.dropout, setup.pooling, setup.normalize, setup.token_types).to(device)
+    pos = Ytr.sum(0)
+    pos_weight = torch.tensor(np.clip((len(Ytr) - pos) / np.maximum(pos, 1), 1.0, 30.0), dtype=torch.float32)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(device))
+    tuned = [p for p in model.encoder.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": list(model.head.parameters()), "lr": cfg.lr},
+                             {"params": tuned, "lr": setup.lr}], weight_decay=cfg.weight_decay)
+    xtr, ytr = torch.from_numpy(np.ascontiguousarray(Ttr, dtype=np.int64)), torch.from_numpy(Ytr)
+    xva, yva = torch.from_numpy(np.ascontiguousarray(Tva, dtype=np.int64)), torch.from_numpy(Yva)
+    loss_cpu = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+    history: list[dict] = []
+    best_f1, best_state, stale = -1.0, None, 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        total = 0.0
+        for idx in torch.randperm(len(xtr), generator=gen).split(cfg.batch_size):
+            loss = loss_fn(model.logits(xtr[idx].to(device)), ytr[idx].to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        model.eval()
+        Ltr, Lva = _batched_logits(model, xtr, device), _batched_logits(model, xva, device)
+        val_loss = loss_cpu(Lva, yva).item() if len(xva) else float("nan")
+        Ptr, Pva = torch.sigmoid(Ltr).numpy(), torch.sigmoid(Lva).numpy()
+        thr = tune_thresholds(Pva, Yva)
+        row = {"epoch": epoch, "train_loss": total / len(xtr), "val_loss": val_loss,
+               "train_macro_f1": scores(Ptr, Ytr, thr, with_ap=False)["macro_f1"],
+               "val_macro_f1": scores(Pva, Yva, thr, with_ap=False)["macro_f1"]}
+        history.append(row)
+        if on_epoch:
+            on_epoch(row)
+        if row["val_macro_f1"] > best_f1 + 1e-4:
+            best_f1, stale = row["val_macro_f1"], 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, history
+
+
 # --- baselines -------------------------------------------------------------------------------------
 def tfidf_baseline(texts: np.ndarray, Y: np.ndarray, split: np.ndarray) -> tuple[np.ndarray, dict]:
     """TF-IDF (word 1-2 grams) + one-vs-rest logistic regression, C picked on validation.
@@ -263,7 +414,7 @@ def prior_baseline(Y: np.ndarray, split: np.ndarray) -> np.ndarray:
 # --- one experiment --------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
-    model: GenreClassifier
+    model: nn.Module               # GenreClassifier, or FinetunedClassifier when fine-tuned
     genres: list[str]
     thresholds: np.ndarray
     split: np.ndarray              # over the labelled items of the GenreData, in order
@@ -271,11 +422,16 @@ class TrainResult:
     metrics: dict                  # flat, ready for MLflow
     per_genre: pd.DataFrame
     probs: dict = field(default_factory=dict)   # model -> probabilities over the labelled items
+    inputs: Optional[np.ndarray] = None         # the model's input rows for every item of the data
+    features: str = ""                          # the model's input layout (GenreData.features or finetuned:N:id)
 
 
 def run_experiment(data: GenreData, cfg: ClassifierConfig,
-                   on_epoch: Optional[Callable[[dict], None]] = None) -> TrainResult:
-    """Split, train, tune thresholds on validation, score classifier and baselines on test."""
+                   on_epoch: Optional[Callable[[dict], None]] = None,
+                   finetune: Optional[FinetuneSetup] = None) -> TrainResult:
+    """Split, train, tune thresholds on validation, score classifier and baselines on test.
+    With `finetune`, the model is the encoder's top layers + head trained on the items' texts
+    (the word branch is not used); split, thresholds, baselines and metrics are the same."""
     lab = data.labelled
     X, Y, texts = data.X[lab], data.Y[lab], data.texts[lab]
     split = split_items(data.item_ids[lab], cfg.val_share, cfg.test_share, cfg.seed)
@@ -284,31 +440,41 @@ def run_experiment(data: GenreData, cfg: ClassifierConfig,
         raise ValueError(f"too few labelled items to train and evaluate: {int(lab.sum())} "
                          f"(train {int(tr.sum())}, val {int(va.sum())}, test {int(te.sum())})")
 
-    # Head only, and head + word branch when the data carries words: the one with the better
-    # validation macro-F1 is the model (a choice made on validation, like early stopping).
-    variants = []
-    if data.max_words and cfg.word_branch in ("auto", "on"):
-        variants.append(True)
-    if not variants or cfg.word_branch == "auto":
-        variants.append(False)
-    candidates = {}
-    for use_words in variants:
-        # per-epoch logging follows the first variant trained; the kept model's history is returned
-        m, h = train_head(X[tr], Y[tr], X[va], Y[va], cfg, on_epoch if not candidates else None,
-                          data.word_dim, data.max_words, use_words)
-        candidates[use_words] = (m, h, max(r["val_macro_f1"] for r in h))
-    use_words = max(candidates, key=lambda k: (candidates[k][2], k))
-    model, history, _ = candidates[use_words]
-    probs = {"classifier": predict_proba(model, X)}
+    if finetune is not None:
+        inputs = finetune.inputs(data)
+        T = inputs[lab]
+        m, h = train_finetune(finetune, T[tr], Y[tr], T[va], Y[va], cfg, on_epoch)
+        candidates, use_words, features = {"finetuned": (m, h, max(r["val_macro_f1"] for r in h))}, False, finetune.features
+        model, history = m, h
+        probs = {"classifier": predict_proba(model, T)}
+    else:
+        # Head only, and head + word branch when the data carries words: the one with the better
+        # validation macro-F1 is the model (a choice made on validation, like early stopping).
+        variants = []
+        if data.max_words and cfg.word_branch in ("auto", "on"):
+            variants.append(True)
+        if not variants or cfg.word_branch == "auto":
+            variants.append(False)
+        candidates = {}
+        for use_words in variants:
+            # per-epoch logging follows the first variant trained; the kept model's history is returned
+            m, h = train_head(X[tr], Y[tr], X[va], Y[va], cfg, on_epoch if not candidates else None,
+                              data.word_dim, data.max_words, use_words)
+            candidates[use_words] = (m, h, max(r["val_macro_f1"] for r in h))
+        use_words = max(candidates, key=lambda k: (candidates[k][2], k))
+        model, history, _ = candidates[use_words]
+        inputs, features = data.X, data.features
+        probs = {"classifier": predict_proba(model, X)}
     probs["tfidf"], tfidf_info = tfidf_baseline(texts, Y, split)
     probs["prior"] = prior_baseline(Y, split)
 
     metrics: dict = {"n_items": len(data.item_ids), "n_labelled": int(lab.sum()), "n_genres": len(data.genres),
                      "n_train": int(tr.sum()), "n_val": int(va.sum()), "n_test": int(te.sum()),
                      "best_epoch": max(history, key=lambda r: r["val_macro_f1"])["epoch"],
-                     "epochs_run": len(history), "word_branch": float(use_words), **tfidf_info}
+                     "epochs_run": len(history), "word_branch": float(use_words),
+                     "finetune_layers": float(finetune.n_layers if finetune else 0), **tfidf_info}
     for k, (_m, _h, f1) in candidates.items():
-        metrics[f"val_macro_f1_{'with_words' if k else 'head_only'}"] = f1
+        metrics[f"val_macro_f1_{k if isinstance(k, str) else ('with_words' if k else 'head_only')}"] = f1
     per_genre = pd.DataFrame({"genre": data.genres, "train_positives": Y[tr].sum(0).astype(int),
                               "test_positives": Y[te].sum(0).astype(int)})
     thresholds = None
@@ -331,7 +497,7 @@ def run_experiment(data: GenreData, cfg: ClassifierConfig,
         if not np.isnan(row.classifier_f1):
             metrics[f"test_f1.{key}"] = float(row.classifier_f1)
             metrics[f"test_ap.{key}"] = float(row.classifier_ap)
-    return TrainResult(model, data.genres, thresholds, split, history, metrics, per_genre, probs)
+    return TrainResult(model, data.genres, thresholds, split, history, metrics, per_genre, probs, inputs, features)
 
 
 def metric_key(genre: str) -> str:
@@ -340,41 +506,73 @@ def metric_key(genre: str) -> str:
 
 
 # --- MLflow: the model, the registry and the champion gate -----------------------------------------
-def fingerprint(data: "GenreData", cfg: ClassifierConfig) -> str:
-    """What a model was trained from: the labelled embeddings, labels and settings. A rerun of the
-    same night has the same fingerprint, so its identical model is no reason to move the alias."""
-    import hashlib
-
+def fingerprint(data: "GenreData", cfg: ClassifierConfig, texts: Optional[Sequence[str]] = None) -> str:
+    """What a model was trained from: the labelled embeddings, labels and settings (and, for a
+    fine-tuned model, the texts it read). A rerun of the same night has the same fingerprint, so
+    its identical model is no reason to move the alias."""
     h = hashlib.sha256()
     lab = data.labelled
     for part in (np.ascontiguousarray(data.X[lab], dtype=np.float32), np.ascontiguousarray(data.Y[lab])):
         h.update(part.tobytes())
     h.update(cfg.model_dump_json().encode())
+    if texts is not None:
+        for t in np.asarray(texts, dtype=object)[lab]:
+            h.update(str(t).encode() + b"\x1f")
     return h.hexdigest()[:16]
 
 
-def log_classifier(model: GenreClassifier, X_example: np.ndarray, genres: list[str], thresholds: np.ndarray,
-                   model_id: str, registered_name: str, train_fingerprint: str = "", features: str = "") -> str:
+def log_classifier(model: nn.Module, X_example: np.ndarray, genres: list[str], thresholds: np.ndarray,
+                   model_id: str, registered_name: str, train_fingerprint: str = "", features: str = "",
+                   tokenizer=None, extra_metadata: Optional[dict] = None) -> str:
     """Log the model to the active run (pt2 export: a traced graph, no pickle) with its signature,
-    input example and the metadata inference needs; register it. Returns the new version."""
+    input example and the metadata inference needs; register it. Returns the new version.
+
+    A fine-tuned model (`FinetunedClassifier`, features "finetuned:N:<encoder>") takes int64 token
+    rows; its `tokenizer` is saved next to it (the model's extra_files) and `extra_metadata` holds
+    what rebuilds its input from a text: text_template and max_length."""
+    import tempfile
+    from pathlib import Path
+
     import mlflow
     from mlflow.models import infer_signature
 
-    model.eval()
-    example = np.ascontiguousarray(X_example[: max(2, min(5, len(X_example)))], dtype=np.float32)
+    model = model.cpu().eval()  # exported on CPU: loadable anywhere
+    n = max(2, min(5, len(X_example)))  # batch > 1: the exported batch dimension stays dynamic
+    dtype = np.int64 if np.issubdtype(np.asarray(X_example).dtype, np.integer) else np.float32
+    example = np.ascontiguousarray(X_example[:n], dtype=dtype)
     signature = infer_signature(example, predict_proba(model, example).astype(np.float32))
-    info = mlflow.pytorch.log_model(
-        model, name="model", signature=signature, input_example=example, serialization_format="pt2",
-        registered_model_name=registered_name, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        metadata={"genres": list(genres), "thresholds": [float(t) for t in thresholds],
-                  "embedding_model_id": model_id, "dim": int(X_example.shape[1]),
-                  "features": features, "word_branch": bool(getattr(model, "use_words", False)),
-                  "train_fingerprint": train_fingerprint})
+    metadata = {"genres": list(genres), "thresholds": [float(t) for t in thresholds],
+                "embedding_model_id": model_id, "dim": int(X_example.shape[1]),
+                "features": features, "word_branch": bool(getattr(getattr(model, "head", model), "use_words", False)),
+                "train_fingerprint": train_fingerprint, **(extra_metadata or {})}
+    with tempfile.TemporaryDirectory() as tmp:
+        extra_files = None
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+            extra_files = sorted(str(f) for f in Path(tmp).iterdir() if f.is_file())
+        info = mlflow.pytorch.log_model(
+            model, name="model", signature=signature, input_example=example, serialization_format="pt2",
+            registered_model_name=registered_name, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            extra_files=extra_files, metadata=metadata)
     return str(info.registered_model_version)
 
 
-def load_champion(name: str):
-    """(model, metadata, version) of the current champion, or None when there is none."""
+def is_finetuned(meta: dict) -> bool:
+    return str(meta.get("features") or "").startswith(FINETUNED)
+
+
+class Champion(NamedTuple):
+    model: nn.Module
+    meta: dict
+    version: str
+    tokenizer: object = None      # a fine-tuned champion's tokenizer (saved with it), else None
+
+
+def load_champion(name: str) -> Optional[Champion]:
+    """The current champion (model, metadata, version, tokenizer), loaded through
+    `models:/<name>@champion`, or None when there is none."""
+    import tempfile
+
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -385,13 +583,38 @@ def load_champion(name: str):
         return None
     uri = f"models:/{name}@{CHAMPION}"
     meta = mlflow.models.get_model_info(uri).metadata or {}
-    return mlflow.pytorch.load_model(uri), meta, str(version)
+    if not is_finetuned(meta):
+        return Champion(mlflow.pytorch.load_model(uri), meta, str(version))
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+        model = mlflow.pytorch.load_model(local)
+        tokenizer = AutoTokenizer.from_pretrained(str(Path(local) / "extra_files"), local_files_only=True)
+    return Champion(model, meta, str(version), tokenizer)
 
 
-def incompatibility(meta: dict, genres: list[str], dim: int, model_id: str, features: str = "") -> Optional[str]:
-    """Why a registered model cannot score today's inputs (None when it can)."""
+def champion_inputs(champion: Champion, data: "GenreData", rows=slice(None)) -> np.ndarray:
+    """The champion's input rows for `data.item_ids[rows]`, in its own layout: a fine-tuned champion
+    reads the texts rendered with *its* template and tokenizer, a head reads today's embeddings."""
+    meta = champion.meta
+    if is_finetuned(meta):
+        texts = data.encoder_texts(meta["text_template"])[rows]
+        return tokenize(champion.tokenizer, texts, int(meta["max_length"]))
+    return data.X[rows]
+
+
+def incompatibility(meta: dict, genres: list[str], dim: int, model_id: str, features: str = "",
+                    has_texts: bool = False) -> Optional[str]:
+    """Why a registered model cannot score today's inputs (None when it can). A fine-tuned model
+    reads texts with its own tokenizer, so it needs only the same genres and the items' texts;
+    any other model reads today's embedding rows (`dim`, `model_id`, layout `features`)."""
     if list(meta.get("genres", [])) != list(genres):
         return "genre vocabulary differs"
+    if is_finetuned(meta):
+        return None if has_texts else f"champion reads texts ({meta.get('features')}) and no texts were given"
     if int(meta.get("dim", -1)) != dim:
         return f"embedding dim {meta.get('dim')} != {dim}"
     if meta.get("embedding_model_id", "") != model_id:
@@ -405,11 +628,17 @@ def incompatibility(meta: dict, genres: list[str], dim: int, model_id: str, feat
 
 def champion_gate(name: str, new_version: str, new_val_f1: float, Xva: np.ndarray, Yva: np.ndarray,
                   genres: list[str], model_id: str, leaks_labels: bool = False, train_fingerprint: str = "",
-                  features: str = "") -> dict:
+                  features: str = "", texts_va: Optional[Callable[[str], Sequence[str]]] = None) -> dict:
     """Move `champion` to the new version only if its validation macro-F1 is at least the current
     champion's, re-scored now on the same validation items with the same protocol (thresholds
     tuned on validation for both). The decision and both numbers become tags on the version and
-    the active run."""
+    the active run.
+
+    The champion is re-scored in its own input layout: `Xva` are today's embedding rows of the
+    validation items (layout `features`, what a head champion reads, whatever the new model
+    reads), and `texts_va(template)` renders the same items' texts for a fine-tuned champion. A
+    champion that cannot read what is given (another vocabulary, encoder or layout) cannot be
+    compared and the new version is promoted, with the reason recorded."""
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -418,13 +647,19 @@ def champion_gate(name: str, new_version: str, new_val_f1: float, Xva: np.ndarra
     if current is None:
         promote, reason = True, "no champion yet"
     else:
-        champ_model, meta, champ_version = current
+        meta, champ_version = current.meta, current.version
         out["gate_champion_version"] = champ_version
-        why = incompatibility(meta, genres, Xva.shape[1], model_id, features)
+        why = incompatibility(meta, genres, Xva.shape[1], model_id, features, has_texts=texts_va is not None)
         if why:
             promote, reason = True, f"champion v{champ_version} cannot score today's data: {why}"
         else:
-            champ_f1 = tuned_macro_f1(predict_proba(champ_model, Xva), Yva)
+            if is_finetuned(meta):
+                Xc = tokenize(current.tokenizer, texts_va(meta["text_template"]), int(meta["max_length"]))
+                out["gate_champion_input"] = "texts"
+            else:
+                Xc = Xva
+                out["gate_champion_input"] = "embeddings"
+            champ_f1 = tuned_macro_f1(predict_proba(current.model, Xc), Yva)
             out["gate_champion_val_macro_f1"] = champ_f1
             if leaks_labels:
                 promote, reason = False, "encoder text template contains the genres (label leakage)"

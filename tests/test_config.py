@@ -29,7 +29,9 @@ def test_overrides_are_typed():
     ("genres.event_weights={view: -1}", "genres.event_weights"),
     ("recommend.weights.cf=-2", "recommend.weights.cf"),
     ("genres.shrinkage=-1", "genres.shrinkage"),
-    ("classifier.finetune_layers=2", "classifier.finetune_layers"),
+    ("classifier.finetune_layers=-1", "classifier.finetune_layers"),
+    ("classifier.finetune_lr=0", "classifier.finetune_lr"),
+    ("classifier.finetune_on_cpu=maybe", "classifier.finetune_on_cpu"),
     ("spark.conf={spark.task.resource.gpu.amount: '1'}", "spark.conf"),
 ])
 def test_bad_values_name_the_field(override, field):
@@ -65,3 +67,15 @@ def test_cluster_profile_carries_gpu_resources_to_spark():
     cfg = load_config("configs/cluster-gpu.yaml")
     assert cfg.encoder.engine == "spark" and not cfg.spark.master.startswith("local")
     assert cfg.spark.conf["spark.executor.resource.gpu.amount"] == "1"
+
+
+def test_finetune_keys():
+    cfg = load_config(DEFAULT, ["classifier.finetune_layers=2", "classifier.finetune_lr=3e-5",
+                                "classifier.finetune_on_cpu=true"])
+    assert (cfg.classifier.finetune_layers, cfg.classifier.finetune_lr, cfg.classifier.finetune_on_cpu) == (2, 3e-5, True)
+    default = load_config(DEFAULT).classifier
+    assert (default.finetune_layers, default.finetune_lr, default.finetune_on_cpu) == (0, 2e-5, False)
+    # a fine-tuned model reads token ids: forcing the word branch on is refused, naming both keys
+    with pytest.raises(ConfigError, match=r"classifier: .*word_branch: on .*finetune_layers > 0"):
+        load_config(DEFAULT, ["classifier.finetune_layers=1", "classifier.word_branch=on"])
+    assert load_config(DEFAULT, ["classifier.finetune_layers=1", "classifier.word_branch=auto"])
