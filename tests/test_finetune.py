@@ -259,3 +259,19 @@ def test_job_refuses_too_many_layers(lake, tiny_model, capsys):
     err = capsys.readouterr().err
     assert "classifier.finetune_layers: 5 but encoder" in err and "has only 2 transformer layers" in err
     assert not mlflow.search_runs(experiment_names=["genre-nightly"]).shape[0]  # refused before any run
+
+
+def test_job_gate_rescores_a_head_champion_from_embeddings(lake, tiny_model, monkeypatch):
+    """A head champion against a fine-tuned newcomer: the champion reads today's embeddings."""
+    import mlflow
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    client = mlflow.MlflowClient()
+    assert run_job(lake, tiny_model) == 0  # finetune_layers=0: the head over item_embeddings
+    assert mlflow.models.get_model_info("models:/genre-classifier@champion").metadata["features"] == "embedding32"
+    assert run_job(lake, tiny_model, "classifier.finetune_layers=2", "classifier.finetune_on_cpu=true",
+                   "classifier.epochs=1", "classifier.lr=1e-6", "classifier.finetune_lr=1e-9") == 0
+    v2 = client.get_model_version("genre-classifier", "2")
+    assert v2.tags["gate_champion_input"] == "embeddings" and v2.tags["gate_decision"] == "kept_champion"
+    assert mlflow.models.get_model_info("models:/genre-classifier/2").metadata["features"].startswith("finetuned:2:")
+    assert str(lake.manifest("item_genre_scores", DS)["model_version"]) == "1"
