@@ -123,7 +123,8 @@ def _text_sources(src: RawSource) -> list[_TextSource]:
 
 
 def read_raw(spark, src: RawSource, run_date: dt.date):
-    """Columns: source_file, raw, ds, parse_error, and the raw fields as strings."""
+    """Columns: source_file, raw (the text line; null for Parquet rows, see quarantine_raw), ds,
+    parse_error, and the raw fields as strings."""
     from pyspark.sql import functions as F
 
     parts = [t.parse(_lines(spark, t.files).where(_line_kind(t.header_lines).isNull())) for t in _text_sources(src)]
@@ -261,9 +262,17 @@ def _read_parquet(spark, files):
         _check_columns(f, pq.read_schema(f).names)
     df = spark.read.parquet(*files)
     as_text = [F.col(c).cast("string").alias(c) for c in RAW_FIELDS]
+    # no `raw` text per row: a Parquet row's raw text is its fields as JSON (quarantine_raw), built
+    # only for the rows that end in quarantine rather than carried through the shuffle for all
     return df.select(F.col("_metadata.file_path").alias("source_file"), *as_text).select(
-        "source_file", F.to_json(F.struct(*RAW_FIELDS)).alias("raw"), F.lit(None).cast("string").alias("parse_error"),
+        "source_file", F.lit(None).cast("string").alias("raw"), F.lit(None).cast("string").alias("parse_error"),
         *RAW_FIELDS)
+
+
+def quarantine_raw():
+    """The `raw` column of interactions_quarantine: the line as read, or a Parquet row's fields as JSON."""
+    from pyspark.sql import functions as F
+    return F.coalesce(F.col("raw"), F.to_json(F.struct(*RAW_FIELDS)))
 
 
 # --- labelling -----------------------------------------------------------------------------------
@@ -298,8 +307,10 @@ def label_rows(cfg: PipelineConfig, raw, item_ids):
               .when(~F.col("_event").isin(*c.events), "unknown_event")
               .when(F.col("_known_item").isNull(), "unknown_item"))
     # One shuffle, by user, feeds both windows below (their partition keys all start with the user),
-    # instead of one exchange and a full re-sort of the wide raw rows per window.
-    df = df.withColumn("reason", reason).repartition("_uid")
+    # instead of one exchange and a full re-sort of the wide raw rows per window. Only what a later
+    # step reads crosses it: the parsed fields, and the texts a quarantined row must keep.
+    df = df.select("source_file", "ds", "raw", *RAW_FIELDS, "_uid", "_iid", "_ts", "_rating", "_event",
+                   reason.alias("reason")).repartition("_uid")
 
     # bot-like users: too many otherwise valid events in one calendar day
     per_day = Window.partitionBy("_uid", F.to_date("_ts"))
@@ -311,15 +322,21 @@ def label_rows(cfg: PipelineConfig, raw, item_ids):
     # (the lags are computed once, as columns: window expressions repeated in two withColumn calls
     # made Spark evaluate the window twice, with an extra exchange and sort of every row)
     df = df.withColumn("_valid", F.col("reason").isNull())
-    key = Window.partitionBy("_uid", "_iid", "_event", "_valid").orderBy("_ts", F.col("_rating").asc_nulls_first(), "raw")
+    # ties in (ts, rating) break by day and file: rows equal in all of these are equal in every
+    # output column, so which of them stays clean changes nothing (no need to sort by the raw text)
+    key = Window.partitionBy("_uid", "_iid", "_event", "_valid").orderBy(
+        "_ts", F.col("_rating").asc_nulls_first(), "ds", "source_file")
     secs = F.col("_ts").cast("double")
     df = df.select("*", (secs - F.lag(secs).over(key)).alias("_gap"), F.lag("_rating").over(key).alias("_prev_rating"))
     valid, gap = F.col("_valid"), F.col("_gap")
     is_dup = valid & gap.isNotNull() & (gap <= c.dedupe_window_s)
     exact = is_dup & (gap == 0) & F.col("_rating").eqNullSafe(F.col("_prev_rating"))
-    return (df.withColumn("status", F.when(is_dup, "duplicate").when(valid, "clean").otherwise("quarantine"))
-              .withColumn("dup_kind", F.when(exact, "exact").when(is_dup, "near"))
-              .drop("_valid", "_gap", "_prev_rating"))
+    status = F.when(is_dup, "duplicate").when(valid, "clean").otherwise("quarantine")
+    # the raw texts only where they are written (quarantine): the persisted frame stays narrow
+    quarantined = F.col("status") == "quarantine"
+    return (df.withColumn("status", status).withColumn("dup_kind", F.when(exact, "exact").when(is_dup, "near"))
+              .select("source_file", "ds", "status", "reason", "dup_kind", "_uid", "_iid", "_ts", "_rating", "_event",
+                      *[F.when(quarantined, F.col(c)).alias(c) for c in ("raw", *RAW_FIELDS)]))
 
 
 # --- the catalogue -------------------------------------------------------------------------------
@@ -404,7 +421,8 @@ def run(spark, cfg: PipelineConfig, lake, run_date: dt.date, manifest: dict) -> 
         clean = labelled.where(F.col("status") == "clean").select(
             F.col("_uid").alias("user_id"), F.col("_iid").alias("item_id"), F.col("_event").alias("event"),
             F.col("_rating").alias("rating"), F.col("_ts").alias("ts"), "ds")
-        quarantine = labelled.where(F.col("status") == "quarantine").withColumn("run_id", F.lit(manifest["run_id"]))
+        quarantine = labelled.where(F.col("status") == "quarantine").withColumn("run_id", F.lit(manifest["run_id"])) \
+            .withColumn("raw", quarantine_raw())
         for table, frame in (("interactions_clean", clean), ("interactions_quarantine", quarantine)):
             staged[table] = lake.staging(table, ds)
             lake.spark_write(table, frame.select(*[c for c in _contract_cols(table)], "ds"), staged[table], partition_by="ds")

@@ -117,13 +117,16 @@ def test_csv_and_parquet_inputs(spark, tmp_path):
     write_raw(tmp_path / "raw", {D: None})
     folder = tmp_path / "raw/interactions" / f"ds={D}"
     (folder / "a.csv").write_text("user_id,item_id,event,rating,ts\nu1,i1,rate,4,2026-11-22T10:00:00Z\nu2,i2,view,,1763805600\nu3,i1,view\n")
-    pd.DataFrame({"user_id": ["u9"], "item_id": ["i3"], "event": ["click"], "rating": [None],
-                  "ts": ["2026-11-22T09:00:00Z"]}).to_parquet(folder / "b.parquet")
+    pd.DataFrame({"user_id": ["u9", "u8"], "item_id": ["i3", "i3"], "event": ["click", "zap"], "rating": [None, None],
+                  "ts": ["2026-11-22T09:00:00Z"] * 2}).to_parquet(folder / "b.parquet")
     cfg = cfg_for(tmp_path)
     lake = Lake(cfg.lake_root)
     clean.run(spark, cfg, lake, pd.Timestamp(D).date(), M)
     assert sorted(lake.read_pandas("interactions_clean", D).user_id) == ["u1", "u2", "u9"]
-    assert lake.read_pandas("interactions_quarantine", D).reason.tolist() == ["schema_drift"]
+    q = lake.read_pandas("interactions_quarantine", D).sort_values("reason")
+    assert q.reason.tolist() == ["schema_drift", "unknown_event"]
+    assert q.raw.tolist() == ["u3,i1,view", '{"user_id":"u8","item_id":"i3","event":"zap","ts":"2026-11-22T09:00:00Z"}']
+    assert q.source_file.str.endswith("a.csv").tolist() == [True, False]
 
 
 def test_reconciliation_fails_when_a_stage_loses_a_row(spark, tmp_path, monkeypatch):
