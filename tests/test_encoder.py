@@ -32,7 +32,9 @@ def tiny_model(tmp_path_factory) -> str:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "-", "'", *WORDS,
              *[c for c in letters if c not in WORDS], *[f"##{c}" for c in letters]]
     (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True)
+    # `vocab=`, not `vocab_file=`: transformers 5 ignores the latter and maps every word to [UNK]
+    tok = BertTokenizerFast(vocab=str(d / "vocab.txt"), do_lower_case=True)
+    assert tok("war night")["input_ids"] == [2, 9 + WORDS.index("war"), 9 + WORDS.index("night"), 3]
     tok.save_pretrained(d)
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

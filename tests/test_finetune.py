@@ -14,7 +14,7 @@ from genre_lib import training
 from genre_lib.classifier import FinetunedClassifier, encoder_layers, predict_proba, tokenize
 from genre_lib.config import ClassifierConfig, EncoderConfig
 from genre_lib.tables import Lake
-from tests.test_encoder import WORDS
+from tests.test_encoder import WORDS, tiny_model  # noqa: F401 (the tiny BERT fixture)
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
 WORD = {"Action": "war", "Comedy": "comedy", "Drama": "drama", "Horror": "horror", "Sci-Fi": "space"}
@@ -23,27 +23,6 @@ DS = "2026-11-22"
 TEMPLATE = "{title}. {description} {tags}"
 FAST = dict(hidden=32, epochs=25, patience=6, lr=5e-3, batch_size=32, seed=13, finetune_lr=1e-3,
             word_branch="off")
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> str:
-    """test_encoder's tiny BERT (2 layers, 32 wide, word + letter vocab), with the vocabulary passed
-    as `vocab=`: transformers 5 ignores `vocab_file=` and would map every word to [UNK]."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    d = tmp_path_factory.mktemp("tiny-bert-ft")
-    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "-", "'", *WORDS,
-             *[c for c in letters if c not in WORDS], *[f"##{c}" for c in letters]]
-    (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab=str(d / "vocab.txt"), do_lower_case=True)
-    assert tok("war night")["input_ids"] == [2, 9 + WORDS.index("war"), 9 + WORDS.index("night"), 3]
-    tok.save_pretrained(d)
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    BertModel(cfg).eval().save_pretrained(d)
-    return str(d)
 
 
 def catalogue(n: int = 240, unlabelled: int = 20, seed: int = 0) -> pd.DataFrame:
