@@ -1,10 +1,13 @@
 """ML-100k quality table on Recommenders' stratified protocol (and the temporal one), from the raw files.
 
     python bench/ml100k_quality.py [--data ../shared/data/ml-100k] [--protocol stratified|temporal|both]
-                                   [--embed] [--tune] [--set recommend.cf_reg=300 ...]
+                                   [--embed | --lake lake-ml100k [--ds 2026-11-22]] [--tune]
+                                   [--set recommend.cf_reg=300 ...]
 
 Reads u.data in file order (the order the published split depends on) and u.item (latin-1, 19 genre
-flags); nothing is copied into the repo. Fits through genre_lib.recommend.fit on the training split
+flags); nothing is copied into the repo. The genre scorer reads the u.item labels and the content
+scorer titles embedded here (--embed), or, with --lake, what the nightly evaluate stage reads: the
+classifier's item_genre_scores (labels at 1, model probabilities elsewhere) and item_embeddings. Fits through genre_lib.recommend.fit on the training split
 only and scores with the numpy reference metrics. Published anchors (Recommenders README, same
 protocol, k=10): BiVAE nDCG 0.475 P 0.412 R 0.219 MAP 0.146; BPR nDCG 0.442; SAR 0.382; ALS 0.044.
 
@@ -152,10 +155,19 @@ def main() -> None:
     p.add_argument("--protocol", default="both", choices=["stratified", "temporal", "both"])
     p.add_argument("--embed", action="store_true", help="embed titles for the content scorer")
     p.add_argument("--tune", action="store_true", help="choose the recommend knobs on a validation split of train")
+    p.add_argument("--lake", help="score with a nightly run's own genre scores and embeddings (the "
+                   "classifier's item_genre_scores, item_embeddings) from this lake, as jobs/evaluate.py does")
+    p.add_argument("--ds", default="2026-11-22", help="the run date of --lake")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
     ratings, catalogue = load(Path(args.data))
-    if args.embed:
+    if args.lake:
+        from genre_lib.tables import Lake
+        night = Catalogue.from_lake(Lake(str(Path(args.lake).resolve())), args.ds)
+        if night.item_genre_scores is None or night.embeddings is None:
+            raise SystemExit(f"{args.lake}: no item_genre_scores / item_embeddings on or before {args.ds}")
+        catalogue = Catalogue(items=catalogue.items, item_genre_scores=night.item_genre_scores, embeddings=night.embeddings)
+    elif args.embed:
         catalogue.embeddings = embed_titles(catalogue.items)
     for protocol in (["stratified", "temporal"] if args.protocol == "both" else [args.protocol]):
         overrides = [f"eval.protocol={protocol}", *args.overrides]
