@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from genre_lib.encoder import pool
+
 _WORD = re.compile(r"[a-z][a-z'\-]*[a-z]")
 
 
@@ -177,15 +179,7 @@ class FinetunedClassifier(nn.Module):
         kwargs = {"input_ids": ids, "attention_mask": mask}
         if self.token_types:
             kwargs["token_type_ids"] = torch.zeros_like(ids)
-        hidden = self.encoder(**kwargs).last_hidden_state.float()
-        if self.pooling == "cls":
-            vec = hidden[:, 0]
-        else:
-            m = mask.unsqueeze(-1).to(hidden.dtype)
-            vec = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        if self.normalize:
-            vec = nn.functional.normalize(vec, p=2, dim=1)
-        return vec
+        return pool(self.encoder(**kwargs).last_hidden_state, mask, self.pooling, self.normalize)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.head.logits(self.embed(x))

@@ -233,16 +233,23 @@ class TextEncoder:
         return out
 
     def _pool(self, hidden, attn):
-        import torch
-        hidden = hidden.float()
-        if self.pooling == "cls":
-            vec = hidden[:, 0]
-        else:
-            m = attn.unsqueeze(-1).to(hidden.dtype)
-            vec = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        if self.normalize:
-            vec = torch.nn.functional.normalize(vec, p=2, dim=1)
-        return vec
+        return pool(hidden, attn, self.pooling, self.normalize)
+
+
+def pool(hidden, attn, pooling: str, normalize: bool):
+    """One vector per text from the last hidden states: the [CLS] token or the attention-masked
+    mean, L2-normalised when asked. Shared by the embed stage and the fine-tuned classifier, so a
+    fine-tuned model's vectors are the embed stage's vectors of the same weights."""
+    import torch
+    hidden = hidden.float()
+    if pooling == "cls":
+        vec = hidden[:, 0]
+    else:
+        m = attn.unsqueeze(-1).to(hidden.dtype)
+        vec = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    if normalize:
+        vec = torch.nn.functional.normalize(vec, p=2, dim=1)
+    return vec
 
 
 class _nullcontext:

@@ -196,33 +196,52 @@ def train_head(Xtr: np.ndarray, Ytr: np.ndarray, Xva: np.ndarray, Yva: np.ndarra
     """Train the MLP head (and the word branch when the input carries words and `use_words`);
     keep the epoch with the best validation macro-F1 (early stopping)."""
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
     model = GenreClassifier(Xtr.shape[1] - word_dim * max_words, Ytr.shape[1], cfg.hidden, cfg.dropout,
                             word_dim, max_words, use_words)
-    # Imbalance: weigh each genre's positives by its negative/positive ratio (capped, so a genre
-    # with two examples does not dominate the loss).
-    pos = Ytr.sum(0)
-    pos_weight = torch.tensor(np.clip((len(Ytr) - pos) / np.maximum(pos, 1), 1.0, 30.0), dtype=torch.float32)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return _fit(model, opt, Xtr, Ytr, Xva, Yva, cfg, on_epoch)
+
+
+def _pos_weight(Ytr: np.ndarray) -> torch.Tensor:
+    """Imbalance: each genre's positives weighed by its negative/positive ratio (capped, so a genre
+    with two examples does not dominate the loss)."""
+    pos = Ytr.sum(0)
+    return torch.tensor(np.clip((len(Ytr) - pos) / np.maximum(pos, 1), 1.0, 30.0), dtype=torch.float32)
+
+
+@torch.no_grad()
+def _batched_logits(model: nn.Module, x: torch.Tensor, device: str, batch: int) -> torch.Tensor:
+    out = [model.logits(x[i:i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]
+    return torch.cat(out) if out else torch.zeros((0, 0))
+
+
+def _fit(model: nn.Module, opt: torch.optim.Optimizer, Xtr: np.ndarray, Ytr: np.ndarray, Xva: np.ndarray,
+         Yva: np.ndarray, cfg: ClassifierConfig, on_epoch: Optional[Callable[[dict], None]] = None,
+         device: str = "cpu", eval_batch: Optional[int] = None):
+    """The loop both models share: BCE with `_pos_weight`, seeded shuffles, per-epoch validation
+    macro-F1 at thresholds tuned on validation, and the best epoch kept (early stopping)."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    pos_weight = _pos_weight(Ytr)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(device))
+    loss_cpu = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     xtr, ytr = torch.from_numpy(Xtr), torch.from_numpy(Ytr)
     xva, yva = torch.from_numpy(Xva), torch.from_numpy(Yva)
-
     history: list[dict] = []
     best_f1, best_state, stale = -1.0, None, 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         total = 0.0
         for idx in torch.randperm(len(xtr), generator=gen).split(cfg.batch_size):
-            loss = loss_fn(model.logits(xtr[idx]), ytr[idx])
+            loss = loss_fn(model.logits(xtr[idx].to(device)), ytr[idx].to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         model.eval()
-        with torch.no_grad():
-            val_loss = loss_fn(model.logits(xva), yva).item() if len(xva) else float("nan")
-            Ptr, Pva = torch.sigmoid(model.logits(xtr)).numpy(), torch.sigmoid(model.logits(xva)).numpy()
+        Ltr = _batched_logits(model, xtr, device, eval_batch or max(len(xtr), 1))
+        Lva = _batched_logits(model, xva, device, eval_batch or max(len(xva), 1))
+        val_loss = loss_cpu(Lva, yva).item() if len(xva) else float("nan")
+        Ptr, Pva = torch.sigmoid(Ltr).numpy(), torch.sigmoid(Lva).numpy()
         thr = tune_thresholds(Pva, Yva)
         row = {"epoch": epoch, "train_loss": total / len(xtr), "val_loss": val_loss,
                "train_macro_f1": scores(Ptr, Ytr, thr, with_ap=False)["macro_f1"],
@@ -232,7 +251,7 @@ def train_head(Xtr: np.ndarray, Ytr: np.ndarray, Xva: np.ndarray, Yva: np.ndarra
             on_epoch(row)
         if row["val_macro_f1"] > best_f1 + 1e-4:
             best_f1, stale = row["val_macro_f1"], 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             stale += 1
             if stale >= cfg.patience:
@@ -306,12 +325,6 @@ def prepare_finetune(cfg: ClassifierConfig, enc: EncoderConfig,
                          enc.pooling, enc.normalize, te.device, cfg.finetune_lr), None
 
 
-@torch.no_grad()
-def _batched_logits(model: nn.Module, x: torch.Tensor, device: str, batch: int = 256) -> torch.Tensor:
-    out = [model.logits(x[i:i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]
-    return torch.cat(out) if out else torch.zeros((0, 0))
-
-
 def train_finetune(setup: FinetuneSetup, Ttr: np.ndarray, Ytr: np.ndarray, Tva: np.ndarray, Yva: np.ndarray,
                    cfg: ClassifierConfig, on_epoch: Optional[Callable[[dict], None]] = None
                    ) -> tuple[FinetunedClassifier, list[dict]]:
@@ -319,53 +332,14 @@ def train_finetune(setup: FinetuneSetup, Ttr: np.ndarray, Ytr: np.ndarray, Tva: 
     (`setup.inputs`): head at cfg.lr, encoder layers at setup.lr, the rest of the encoder frozen.
     Same loss, class weights, per-epoch validation macro-F1 and early stopping as `train_head`."""
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    device = setup.device
     L = Ttr.shape[1] // 2
     model = FinetunedClassifier(copy.deepcopy(setup.encoder).float(), Ytr.shape[1], setup.n_layers, L,
-                                cfg.hidden, cfg.dropout, setup.pooling, setup.normalize, setup.token_types).to(device)
-    pos = Ytr.sum(0)
-    pos_weight = torch.tensor(np.clip((len(Ytr) - pos) / np.maximum(pos, 1), 1.0, 30.0), dtype=torch.float32)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(device))
+                                cfg.hidden, cfg.dropout, setup.pooling, setup.normalize, setup.token_types).to(setup.device)
     tuned = [p for p in model.encoder.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": list(model.head.parameters()), "lr": cfg.lr},
                              {"params": tuned, "lr": setup.lr}], weight_decay=cfg.weight_decay)
-    xtr, ytr = torch.from_numpy(np.ascontiguousarray(Ttr, dtype=np.int64)), torch.from_numpy(Ytr)
-    xva, yva = torch.from_numpy(np.ascontiguousarray(Tva, dtype=np.int64)), torch.from_numpy(Yva)
-    loss_cpu = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-
-    history: list[dict] = []
-    best_f1, best_state, stale = -1.0, None, 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        total = 0.0
-        for idx in torch.randperm(len(xtr), generator=gen).split(cfg.batch_size):
-            loss = loss_fn(model.logits(xtr[idx].to(device)), ytr[idx].to(device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        model.eval()
-        Ltr, Lva = _batched_logits(model, xtr, device), _batched_logits(model, xva, device)
-        val_loss = loss_cpu(Lva, yva).item() if len(xva) else float("nan")
-        Ptr, Pva = torch.sigmoid(Ltr).numpy(), torch.sigmoid(Lva).numpy()
-        thr = tune_thresholds(Pva, Yva)
-        row = {"epoch": epoch, "train_loss": total / len(xtr), "val_loss": val_loss,
-               "train_macro_f1": scores(Ptr, Ytr, thr, with_ap=False)["macro_f1"],
-               "val_macro_f1": scores(Pva, Yva, thr, with_ap=False)["macro_f1"]}
-        history.append(row)
-        if on_epoch:
-            on_epoch(row)
-        if row["val_macro_f1"] > best_f1 + 1e-4:
-            best_f1, stale = row["val_macro_f1"], 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
-    model.load_state_dict(best_state)
-    model.eval()
-    return model, history
+    return _fit(model, opt, np.ascontiguousarray(Ttr, dtype=np.int64), Ytr, np.ascontiguousarray(Tva, dtype=np.int64),
+                Yva, cfg, on_epoch, device=setup.device, eval_batch=256)
 
 
 # --- baselines -------------------------------------------------------------------------------------

@@ -36,6 +36,21 @@ def _mlflow_store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
 
 
+@pytest.fixture()
+def mlflow_uri(tmp_path, monkeypatch):
+    """A real MLflow store in tmp_path (SQLite, artifacts beside it, not in the repository's
+    mlartifacts/) with the nightly's experiment created; the URI."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
+    mlflow.set_tracking_uri(uri)
+    mlflow.create_experiment("genre-nightly", artifact_location=(tmp_path / "artifacts").as_uri())
+    yield uri
+    mlflow.set_tracking_uri(None)
+
+
 @pytest.fixture(scope="session")
 def spark():
     from genre_lib.config import load_config

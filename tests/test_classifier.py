@@ -115,23 +115,14 @@ def test_scores_table_covers_every_item_and_genre(data, result):
 
 # --- the job, MLflow registry and champion gate ------------------------------------------------------
 @pytest.fixture()
-def lake_env(tmp_path, monkeypatch):
-    import mlflow
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
-    mlflow.set_tracking_uri(uri)
-    # artifacts inside tmp_path, not the repository's mlartifacts/
-    mlflow.create_experiment("genre-nightly", artifact_location=(tmp_path / "artifacts").as_uri())
+def lake_env(tmp_path, mlflow_uri):
     lake = Lake(str(tmp_path / "lake"))
     items, emb = synthetic_catalogue()
     man = {"run_id": "test", "config_hash": "x"}
     lake.write_pandas("items_clean", DS, items, man)
     lake.write_pandas("item_embeddings", DS, emb, man)
     lake.write_pandas("genre_vocab", DS, pd.DataFrame({"genre": GENRES, "genre_index": range(len(GENRES))}), man)
-    yield lake, uri
-    mlflow.set_tracking_uri(None)
+    yield lake, mlflow_uri
 
 
 def run_job(lake: Lake, *sets: str) -> int:

@@ -135,17 +135,11 @@ def test_no_cuda_without_opt_in_trains_the_head(tiny_model):
 
 # --- registry: log, load by alias, score texts -------------------------------------------------------
 @pytest.fixture()
-def mlflow_env(tmp_path, monkeypatch):
+def mlflow_env(tmp_path, mlflow_uri):
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
-    mlflow.set_tracking_uri(uri)
-    mlflow.create_experiment("genre-nightly", artifact_location=(tmp_path / "artifacts").as_uri())
     mlflow.set_experiment("genre-nightly")
-    yield tmp_path
-    mlflow.set_tracking_uri(None)
+    return tmp_path
 
 
 def test_registered_finetuned_model_scores_texts_like_in_memory(result, data, setup, mlflow_env):
