@@ -46,7 +46,7 @@ def cluster(tmp_path_factory):
                                "--port", str(port), "--webui-port", str(ui)],
                               env=env, stdout=open(work / "master.log", "w"), stderr=subprocess.STDOUT)]
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 180  # a loaded CI machine starts JVMs slowly
         while True:
             try:
                 _state(ui)
