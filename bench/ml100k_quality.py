@@ -7,8 +7,9 @@
 Reads u.data in file order (the order the published split depends on) and u.item (latin-1, 19 genre
 flags); nothing is copied into the repo. The genre scorer reads the u.item labels and the content
 scorer titles embedded here (--embed), or, with --lake, what the nightly evaluate stage reads: the
-classifier's item_genre_scores (labels at 1, model probabilities elsewhere) and item_embeddings. Fits through genre_lib.recommend.fit on the training split
-only and scores with the numpy reference metrics. Published anchors (Recommenders README, same
+classifier's item_genre_scores (labels at 1, model probabilities elsewhere) and item_embeddings.
+Fits through genre_lib.recommend.fit on the training split only and scores with the numpy
+reference metrics. Published anchors (Recommenders README, same
 protocol, k=10): BiVAE nDCG 0.475 P 0.412 R 0.219 MAP 0.146; BPR nDCG 0.442; SAR 0.382; ALS 0.044.
 
 --tune chooses the recommend knobs per protocol without the test split: the training split is split

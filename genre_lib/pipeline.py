@@ -39,6 +39,19 @@ def check_source(cfg) -> None:
         raise ConfigError(f"data.path: {cfg.data_path} not found")
 
 
+def check_finetune_layers(cfg) -> None:
+    """classifier.finetune_layers above the encoder's layer count is refused (exit 2, both numbers
+    named) before any MLflow run or training starts; reads the encoder's config.json, not torch."""
+    n = cfg.classifier.finetune_layers
+    if n > 0:
+        from genre_lib.encoder import encoder_layer_count
+
+        layers = encoder_layer_count(cfg.encoder.model)
+        if n > layers:
+            raise ConfigError(f"classifier.finetune_layers: {n} but encoder {cfg.encoder.model!r} has only "
+                              f"{layers} transformer layers")
+
+
 def resolve_run(params: dict, run_id: str, logical_date: Optional[dt.datetime] = None,
                 dag_id: str = "genre_nightly") -> dict:
     """Validate the run's parameters; returns the arguments every job of the run gets."""

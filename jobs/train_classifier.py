@@ -13,6 +13,7 @@ import tempfile
 import _bootstrap  # noqa: F401
 
 from genre_lib import jobrun
+from genre_lib.pipeline import check_finetune_layers
 
 STAGE = "train_classifier"
 log = logging.getLogger(f"genre.{STAGE}")
@@ -94,21 +95,8 @@ def work(ctx: jobrun.JobContext) -> dict:
             "score_rows": manifest["row_count"]}
 
 
-def check_finetune(cfg) -> None:
-    """Preflight: classifier.finetune_layers above the encoder's layer count is refused (exit 2,
-    both numbers named) before any MLflow run or training starts."""
-    if cfg.classifier.finetune_layers > 0:
-        from genre_lib.config import ConfigError
-        from genre_lib.encoder import encoder_layer_count
-
-        layers = encoder_layer_count(cfg.encoder.model)
-        if cfg.classifier.finetune_layers > layers:
-            raise ConfigError(f"classifier.finetune_layers: {cfg.classifier.finetune_layers} but encoder "
-                              f"{cfg.encoder.model!r} has only {layers} transformer layers")
-
-
 def main(argv=None) -> int:
-    return jobrun.main(STAGE, work, argv, preflight=check_finetune)
+    return jobrun.main(STAGE, work, argv, preflight=check_finetune_layers)
 
 
 if __name__ == "__main__":
