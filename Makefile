@@ -22,7 +22,8 @@ export PYSPARK_PYTHON := $(PY)
 export PYSPARK_DRIVER_PYTHON := $(PY)
 export NO_PROXY := *
 
-.PHONY: nightly test reliability airflow mlflow-ui airflow-init data bench clean-state prod-install prod-check
+.PHONY: nightly test reliability airflow mlflow-ui airflow-init data bench clean-state prod-install prod-check \
+	airflow-pools backfill-test ui-install ui-check serve
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -33,9 +34,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 $(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
 	@mkdir -p $(AIRFLOW_HOME)
 	airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/migrate.log; exit 1)
+	$(PY) -m genre_lib.dag_support pools
 	@touch $@
 
 airflow-init: $(AIRFLOW_HOME)/.migrated
+
+# The pools genre_nightly's tasks run in (`spark`, `gpu`; a task of a missing pool is never
+# scheduled). Slots: GENRE_SPARK_POOL_SLOTS (default 2), GENRE_GPU_POOL_SLOTS (default 1).
+airflow-pools: $(AIRFLOW_HOME)/.migrated
+	$(PY) -m genre_lib.dag_support pools
 
 data: $(VENV)/.installed
 	$(PY) -m genre_lib.datasets --config $(CONFIG)
@@ -53,8 +60,30 @@ test: $(VENV)/.installed
 reliability: $(VENV)/.installed
 	$(PY) -m pytest -q tests/reliability --run-slow
 
-airflow: airflow-init
-	airflow standalone
+# `airflow backfill create` of three nights, run by a real scheduler (slow: ~10 minutes on 2 cores)
+backfill-test: $(VENV)/.installed
+	$(PY) -m pytest -q tests/test_backfill.py --run-slow
+
+# The Airflow and MLflow UIs in headless Chromium (Debian packages; Selenium is in requirements-dev.txt):
+# trigger genre_nightly from the form on a tiny profile, screenshots and checks in artifacts/ui/.
+ui-install:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)
+
+ui-check: $(VENV)/.installed ui-install
+	$(PY) bench/ui_check.py $(UI_CHECK_ARGS)
+
+# One JWT secret for all standalone components (the committed airflow.cfg has none; components that
+# each make their own refuse each other's tokens and every task fails with "Invalid auth token").
+airflow: airflow-init airflow-pools
+	AIRFLOW__API_AUTH__JWT_SECRET=$${AIRFLOW__API_AUTH__JWT_SECRET:-$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(32))')} \
+		airflow standalone
+
+# The read API over the last published night (genre_lib/serve): make serve PORT=8000
+PORT ?= 8000
+HOST ?= 127.0.0.1
+serve: $(VENV)/.installed
+	$(PY) -m genre_lib.serve --config $(CONFIG) --host $(HOST) --port $(PORT)
 
 mlflow-ui: $(VENV)/.installed
 	mlflow server --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000

@@ -22,7 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 from genre_lib.classifier import word_features  # noqa: E402
 from genre_lib.config import ClassifierConfig  # noqa: E402
-from genre_lib.training import GenreData, item_text, run_experiment, scores, tune_thresholds  # noqa: E402
+from genre_lib.genre_data import GenreData, item_text  # noqa: E402
+from genre_lib.thresholds import scores, tune_thresholds  # noqa: E402
+from genre_lib.training import run_experiment  # noqa: E402
 
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k"
 OUT = ROOT / "bench" / "out"
@@ -70,7 +72,7 @@ def synthetic_items() -> tuple[pd.DataFrame, list[str]]:
 
 
 def data_for(items: pd.DataFrame, genres: list[str], X: np.ndarray, tag: str, max_words: int) -> GenreData:
-    """As `training.build_data` makes it: X = [item embedding | word vectors of item_text]."""
+    """As `genre_data.build_data` makes it: X = [item embedding | word vectors of item_text]."""
     index = {g: j for j, g in enumerate(genres)}
     Y = np.zeros((len(items), len(genres)), dtype=np.float32)
     for i, gs in enumerate(items["genres"]):

@@ -28,7 +28,8 @@ import pandas as pd  # noqa: E402
 
 from genre_lib.config import EncoderConfig  # noqa: E402
 from genre_lib.datasets.synthetic import GENRE_WORDS, NEUTRAL_ADJ, NEUTRAL_NOUNS  # noqa: E402
-from genre_lib.encoder import TextEncoder, embed_items, embed_night, item_texts, resolve_model, usable_cores  # noqa: E402
+from genre_lib.embed import embed_items, embed_night  # noqa: E402
+from genre_lib.encoder import TextEncoder, item_texts, resolve_model, usable_cores  # noqa: E402
 from genre_lib.tables import Lake  # noqa: E402
 
 NEUTRAL = list(NEUTRAL_NOUNS) + list(NEUTRAL_ADJ)

@@ -16,8 +16,10 @@ protocol, k=10): BiVAE nDCG 0.475 P 0.412 R 0.219 MAP 0.146; BPR nDCG 0.442; SAR
 again by the same protocol (stratified: python_stratified_split of train; temporal: each user's last
 20% of train), every candidate is fitted on the inner train and scored by nDCG@10 on the validation
 part, then the chosen values are fitted on the whole training split and the test table is printed
-once. Stage 1 picks cf_rating_power, cf_reg, cf_dropout and cf_recency_half_life for cf alone; stage 2 the blend
-weights (cf = 1) of genre, content and popularity. A candidate replaces the incumbent only when it
+once. Stage 1 picks cf_rating_power, cf_reg, cf_dropout and cf_recency_half_life for cf alone; stage 2
+the genre weights' half_life_days (which also decays the content profile), rating_weighted,
+shrinkage and the genre scorer's form, judged by the blend at the profile's weights; stage 3
+the blend weights (cf = 1) of genre, content and popularity. A candidate replaces the incumbent only when it
 is strictly better, and the grids run from the simplest value up, so ties keep the smaller weight.
 """
 from __future__ import annotations
@@ -38,8 +40,9 @@ import pandas as pd  # noqa: E402
 
 from genre_lib import recommend as rec  # noqa: E402
 from genre_lib.config import load_config  # noqa: E402
-from genre_lib.metrics import evaluate, markdown_report, ranking_metrics  # noqa: E402
-from genre_lib.recommend import Catalogue  # noqa: E402
+from genre_lib.catalogue import Catalogue  # noqa: E402
+from genre_lib.evaluate import evaluate, genre_weights, markdown_report  # noqa: E402
+from genre_lib.metrics import ranking_metrics  # noqa: E402
 from genre_lib.splits import split  # noqa: E402
 
 GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -53,7 +56,12 @@ CF_REG = (25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
 CF_DROPOUT = (0.5, 0.67, 0.8)
 CF_RECENCY = (None, 1.5, 3.0, 6.0, 12.0, 30.0)
 CF_RATING = (0.0, 0.5, 1.0)
-W_GENRE = (0.0, 0.02, 0.05, 0.1, 0.2)
+W_GENRE = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5)
+# genre weights (genres.*: the published user_genre_weights and the content profile's decay)
+G_HALF_LIFE = (None, 3.0, 7.0, 14.0, 30.0, 90.0)
+G_RATING_WEIGHTED = (False, True)
+G_SHRINKAGE = (0.0, 2.0, 10.0, 50.0)
+G_SCORER = ("seed", "share", "popularity")
 W_CONTENT = (0.0, 0.02, 0.05, 0.1, 0.2)
 W_POPULARITY = (0.0, 0.02, 0.05, 0.1, 0.2)
 
@@ -80,6 +88,12 @@ def embed_titles(items: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"item_id": items["item_id"], "vector": list(vec.astype("float32"))})
 
 
+def fit(interactions: pd.DataFrame, catalogue: Catalogue, cfg):
+    """As the evaluate stage refits: genre weights by the genres stage's rule on the same rows."""
+    weights = genre_weights(interactions, catalogue, cfg.genres, None)
+    return rec.fit(interactions, catalogue, weights, cfg.recommend, cfg.genres, cfg.clean.rating_max)
+
+
 def _val_ndcg(model, val: pd.DataFrame, weights: dict, cfg) -> float:
     """nDCG@k of one weight setting on the validation rows (new items of the inner-train users)."""
     users = np.flatnonzero(pd.Index(model.user_ids).isin(val["user_id"].unique()))
@@ -88,8 +102,10 @@ def _val_ndcg(model, val: pd.DataFrame, weights: dict, cfg) -> float:
     return ranking_metrics(val, recs, cfg.eval.k)[f"ndcg@{cfg.eval.k}"]
 
 
-def tune(interactions: pd.DataFrame, catalogue: Catalogue, profile: str, overrides: list[str]) -> list[str]:
-    """The chosen `recommend.*` overrides, from a validation split carved out of the training split."""
+def tune(interactions: pd.DataFrame, catalogue: Catalogue, profile: str, overrides: list[str],
+         keep_cf: bool = False) -> list[str]:
+    """The chosen `recommend.*` and `genres.*` overrides, from a validation split carved out of the
+    training split; `keep_cf` keeps the profile's cf settings (stage 1 is the slow one)."""
     cfg = load_config(profile, overrides)
     train, _ = split(interactions, cfg.eval.protocol, cfg.eval.holdout_share, cfg.eval.seed)  # test never used
     inner, val = split(train, cfg.eval.protocol, cfg.eval.holdout_share, cfg.eval.seed)
@@ -102,11 +118,13 @@ def tune(interactions: pd.DataFrame, catalogue: Catalogue, profile: str, overrid
     ts = inner.assign(user_id=inner["user_id"].astype(str), item_id=inner["item_id"].astype(str),
                       ts=pd.to_datetime(inner["ts"], utc=True))
     best, chosen = -1.0, None
-    for power, reg, drop in itertools.product(CF_RATING, CF_REG, CF_DROPOUT):
+    cf_grid = itertools.product(CF_RATING, CF_REG, CF_DROPOUT) if not keep_cf else [
+        (cfg.recommend.cf_rating_power, cfg.recommend.cf_reg, cfg.recommend.cf_dropout)]
+    for power, reg, drop in cf_grid:
         c = load_config(profile, [*overrides, f"recommend.cf_reg={reg}", f"recommend.cf_dropout={drop}",
                                   f"recommend.cf_rating_power={power}", "recommend.cf_recency_half_life=null"])
-        model = rec.fit(inner, catalogue, c)  # B does not depend on the recency of x_u: swap it in
-        for half in CF_RECENCY:
+        model = fit(inner, catalogue, c)  # B does not depend on the recency of x_u: swap it in
+        for half in CF_RECENCY if not keep_cf else [cfg.recommend.cf_recency_half_life]:
             model.cf_input = rec.cf_input_matrix(model, ts, half)
             score = _val_ndcg(model, val, {"cf": 1.0}, c)
             if score > best:
@@ -115,8 +133,23 @@ def tune(interactions: pd.DataFrame, catalogue: Catalogue, profile: str, overrid
                                        f"recommend.cf_recency_half_life={'null' if half is None else half}"]
     print(f"  stage 1 (cf alone): {' '.join(chosen)} -> validation nDCG@10 {best:.4f}")
 
+    best_g, knobs = -1.0, []
+    if catalogue.item_genre_scores is not None:
+        for scorer, half, rated, shrink in itertools.product(G_SCORER, G_HALF_LIFE, G_RATING_WEIGHTED, G_SHRINKAGE):
+            k = [f"genres.half_life_days={'null' if half is None else half}", f"genres.rating_weighted={str(rated).lower()}",
+                 f"genres.shrinkage={shrink}", f"recommend.genre_scorer={scorer}"]
+            c = load_config(profile, [*overrides, *chosen, *k])
+            # the knobs also decay the content profile: judged by the blend (the profile's weights,
+            # genre at least 0.1 so the genre weights count), not by the genre scorer alone
+            w = c.recommend.weights.model_dump()
+            score = _val_ndcg(fit(inner, catalogue, c), val, {**w, "genre": max(w["genre"], 0.1)}, c)
+            if score > best_g:
+                best_g, knobs = score, k
+        print(f"  stage 2 (genre weights, in the blend): {' '.join(knobs)} -> validation nDCG@10 {best_g:.4f}")
+    chosen = [*chosen, *knobs]
+
     c = load_config(profile, [*overrides, *chosen])
-    model = rec.fit(inner, catalogue, c)
+    model = fit(inner, catalogue, c)
     contents = W_CONTENT if model.available["content"] else (0.0,)
     genres = W_GENRE if model.available["genre"] else (0.0,)
     best_w = {"genre": 0.0, "content": 0.0, "cf": 1.0, "popularity": 0.0}
@@ -126,7 +159,7 @@ def tune(interactions: pd.DataFrame, catalogue: Catalogue, profile: str, overrid
         if score > best:
             best, best_w = score, w
     weights = [f"recommend.weights.{k}={v}" for k, v in best_w.items()]
-    print(f"  stage 2 (blend): {' '.join(weights)} -> validation nDCG@10 {best:.4f}")
+    print(f"  stage 3 (blend): {' '.join(weights)} -> validation nDCG@10 {best:.4f}")
     return [*chosen, *weights]
 
 
@@ -157,8 +190,9 @@ def main() -> None:
     p.add_argument("--embed", action="store_true", help="embed titles for the content scorer")
     p.add_argument("--tune", action="store_true", help="choose the recommend knobs on a validation split of train")
     p.add_argument("--lake", help="score with a nightly run's own genre scores and embeddings (the "
-                   "classifier's item_genre_scores, item_embeddings) from this lake, as jobs/evaluate.py does")
+                   "classifier's item_genre_scores, item_embeddings) from this lake, as the evaluate stage does")
     p.add_argument("--ds", default="2026-11-22", help="the run date of --lake")
+    p.add_argument("--keep-cf", action="store_true", help="--tune keeps the profile's cf settings")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
     ratings, catalogue = load(Path(args.data))
@@ -173,7 +207,7 @@ def main() -> None:
     for protocol in (["stratified", "temporal"] if args.protocol == "both" else [args.protocol]):
         overrides = [f"eval.protocol={protocol}", *args.overrides]
         if args.tune:
-            overrides += tune(ratings, catalogue, PROFILE, overrides)
+            overrides += tune(ratings, catalogue, PROFILE, overrides, args.keep_cf)
         report(ratings, catalogue, PROFILE, overrides)
 
 

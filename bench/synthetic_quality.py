@@ -1,12 +1,12 @@
 """Temporal quality table on the default synthetic data, generated in memory (nothing written).
 
-    python bench/synthetic_quality.py [--config configs/default.yaml] [--embed] [--tune] [--set key=value ...]
+    python bench/synthetic_quality.py [--config configs/default.yaml] [--embed | --lake lake] [--tune] [--set key=value ...]
 
 Items and interactions come from genre_lib.datasets.synthetic with the profile's seed (the clean
 rows, before the raw layout adds dirty lines); item genres are the labelled ones (the ~5% unlabelled
 items get gamma, where the pipeline would use the classifier's predictions); --embed embeds
 "{title}. {description}" with the packaged MiniLM for the content scorer. Fits on the training split
-only and scores with genre_lib.metrics.evaluate. --tune picks the recommend knobs on a temporal split
+only and scores with genre_lib.evaluate.evaluate. --tune picks the recommend knobs on a temporal split
 of the training part (see bench/ml100k_quality.py) and prints the test table once.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ for p in (ROOT, ROOT / "bench"):
 
 from genre_lib.config import load_config  # noqa: E402
 from genre_lib.datasets import synthetic  # noqa: E402
-from genre_lib.recommend import Catalogue  # noqa: E402
+from genre_lib.catalogue import Catalogue  # noqa: E402
 
 
 def load(cfg) -> tuple[pd.DataFrame, Catalogue]:
@@ -52,12 +52,18 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
     p.add_argument("--embed", action="store_true", help="embed title + description for the content scorer")
+    p.add_argument("--lake", help="use a nightly run's item_genre_scores and item_embeddings from this lake")
+    p.add_argument("--ds", default="2026-11-22", help="the run date of --lake")
     p.add_argument("--tune", action="store_true", help="choose the recommend knobs on a validation split of train")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
     cfg = load_config(args.config, args.overrides)
     inter, catalogue = load(cfg)
-    if args.embed:
+    if args.lake:
+        from genre_lib.tables import Lake
+        night = Catalogue.from_lake(Lake(str(Path(args.lake).resolve())), args.ds)
+        catalogue = Catalogue(items=catalogue.items, item_genre_scores=night.item_genre_scores, embeddings=night.embeddings)
+    elif args.embed:
         catalogue.embeddings = embed_texts(catalogue.items)
     overrides = ["eval.protocol=temporal", *args.overrides]
     if args.tune:

@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from genre_lib.recommend import block_topk  # noqa: E402
+from genre_lib.topk import block_topk  # noqa: E402
 
 
 def peak_rss_mb() -> float:

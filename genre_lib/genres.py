@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 
-from genre_lib.config import GenresConfig, PipelineConfig
-from genre_lib.tables import Lake, history_dates
+from genre_lib.config import GenresConfig
+from genre_lib.tables import Lake, history_dates, to_contract
 
 
 def genre_vocab(items: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
@@ -77,10 +78,50 @@ def user_genre_weights(history, item_genres_sdf, cfg: GenresConfig, run_date: dt
     return out.withColumn("rank", rank).select("user_id", "genre", "count", "weight", "rank")
 
 
+# --- the numpy twin: the same rule on pandas frames, for stages that refit on a split ---------------
+def item_genres_pandas(items: pd.DataFrame, multi_genre: str) -> pd.DataFrame:
+    """`item_genres` of items_clean rows (item_id, genres), as `item_genres` computes it in Spark."""
+    rows = items[["item_id", "genres"]].explode("genres").dropna(subset=["genres"])
+    n = rows.groupby("item_id")["genres"].transform("size").to_numpy(float)
+    score = 1.0 / n if multi_genre == "split" else np.ones(len(rows))
+    return pd.DataFrame({"item_id": rows["item_id"].astype(str).to_numpy(), "genre": rows["genres"].astype(str).to_numpy(),
+                         "score": score})
+
+
+def user_genre_weights_pandas(history: pd.DataFrame, item_genres_df: pd.DataFrame, cfg: GenresConfig,
+                              run_date: dt.date) -> pd.DataFrame:
+    """`user_genre_weights` rows, equal to the Spark result on the same input (tests/test_genres.py)."""
+    h = history[history["user_id"].notna()]
+    if cfg.min_interactions > 1:
+        h = h[h.groupby("user_id")["user_id"].transform("size") >= cfg.min_interactions]
+    v = np.ones(len(h))
+    if cfg.rating_weighted:
+        ev = h["event"].map({k: float(w) for k, w in cfg.event_weights.items()})
+        v = h["rating"].astype(float).where(h["rating"].notna(), ev).fillna(1.0).to_numpy(float)
+    if cfg.half_life_days:
+        day_end = pd.Timestamp(run_date + dt.timedelta(days=1), tz="UTC")
+        age_days = (day_end - pd.to_datetime(h["ts"], utc=True)).dt.total_seconds().to_numpy() / 86400.0
+        v = v * np.power(0.5, age_days / cfg.half_life_days)
+    j = pd.DataFrame({"user_id": h["user_id"].astype(str).to_numpy(), "item_id": h["item_id"].astype(str).to_numpy(),
+                      "_v": v}).merge(item_genres_df[["item_id", "genre", "score"]], on="item_id")
+    f = (j.assign(count=j["_v"] * j["score"]).groupby(["user_id", "genre"], as_index=False)["count"].sum())
+    if cfg.shrinkage > 0:
+        g = f.groupby("genre")["count"].sum()
+        prior = (g / g.sum()) if g.sum() > 0 else g.iloc[:0]
+        grid = pd.MultiIndex.from_product([f["user_id"].unique(), prior.index], names=["user_id", "genre"])
+        f = f.set_index(["user_id", "genre"]).reindex(grid, fill_value=0.0).reset_index()
+        den = f.groupby("user_id")["count"].transform("sum") + cfg.shrinkage
+        num = f["count"] + cfg.shrinkage * f["genre"].map(prior)
+    else:
+        den, num = f.groupby("user_id")["count"].transform("sum"), f["count"]
+    f["weight"] = np.where(den > 0, num / den.where(den > 0, 1.0), np.nan)
+    out = f[f["weight"] > 0].sort_values(["user_id", "weight", "genre"], ascending=[True, False, True])
+    out = out.assign(rank=out.groupby("user_id").cumcount().astype("int32") + 1)
+    return out[["user_id", "genre", "count", "weight", "rank"]].reset_index(drop=True)
+
+
 def read_history(spark, lake: Lake, run_date: dt.date, lookback_days: int | None):
     """Every committed clean interaction on or before the run date, each event once."""
-    from genre_lib.spark import to_contract
-
     dates = history_dates(lake, "interactions_clean", run_date, lookback_days)
     if not dates:
         raise FileNotFoundError(f"no committed interactions_clean partitions up to {run_date} in {lake.root}")
@@ -90,7 +131,10 @@ def read_history(spark, lake: Lake, run_date: dt.date, lookback_days: int | None
             .dropDuplicates(["user_id", "item_id", "event", "ts"]))
 
 
-def run(spark, cfg: PipelineConfig, lake: Lake, run_date: dt.date, manifest: dict) -> dict:
+def run(ctx) -> dict:
+    """genre_vocab, item_genres and user_genre_weights for the night, from items_clean and the
+    interactions_clean history up to it."""
+    spark, cfg, lake, run_date, manifest = ctx.spark, ctx.cfg, ctx.lake, ctx.run_date, ctx.manifest()
     ds = run_date.isoformat()
     items = lake.read_pandas("items_clean", ds)
     prev = lake.latest("genre_vocab", run_date - dt.timedelta(days=1))

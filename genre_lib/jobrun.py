@@ -1,22 +1,29 @@
 """What every job shares: arguments, config validation, the lake, the MLflow child run, timing.
 
-A job is `main(STAGE, work)` where `work(ctx)` does the stage through genre_lib and returns the
-metrics to log. Config and run date are validated before any Spark session or model is created.
+A job is `main(stage, module)`: the stage module's `run(ctx) -> metrics` does the work, its lake
+I/O included. Config, run date and the preflight checks pass before the module (and with it
+Spark or torch) is even imported.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import datetime as dt
+import importlib
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Iterator, Optional
 
 from genre_lib.config import ConfigError, PipelineConfig, load_config, parse_run_date
-from genre_lib.tables import Lake
+from genre_lib.pipeline import preflight
+from genre_lib.tables import Lake, recording_reads
 
 log = logging.getLogger("genre")
+_current: contextvars.ContextVar[Optional["JobContext"]] = contextvars.ContextVar("genre_job", default=None)
 
 
 @dataclass
@@ -38,6 +45,13 @@ class JobContext:
             from genre_lib.spark import get_spark
             self._spark = get_spark(self.cfg, self.stage)
         return self._spark
+
+    @classmethod
+    def of(cls, stage: str, cfg: PipelineConfig, run_date: dt.date | str, run_id: str = "manual",
+           spark=None) -> "JobContext":
+        """A context outside a job (tests, benches): the profile's lake, an optional SparkSession."""
+        return cls(stage=stage, cfg=cfg, run_date=parse_run_date(str(run_date)), run_id=run_id,
+                   lake=Lake(cfg.lake_root), _spark=spark)
 
     def manifest(self, **extra) -> dict:
         """Manifest fields every partition written by this run carries."""
@@ -62,23 +76,55 @@ def build_context(stage: str, argv: Optional[list[str]] = None) -> JobContext:
     return JobContext(stage=stage, cfg=cfg, run_date=run_date, run_id=run_id, lake=Lake(cfg.lake_root))
 
 
-def main(stage: str, work: Callable[[JobContext], dict], argv: Optional[list[str]] = None,
-         preflight: Optional[Callable[[PipelineConfig], None]] = None) -> int:
-    """Run a stage; exit code 2, and nothing started, when the arguments or inputs are wrong."""
+def current() -> Optional[JobContext]:
+    """The context of the job running in this process (None outside `main`): for helpers called
+    deep inside a stage that need the night's lake, e.g. the evaluation's HTML report."""
+    return _current.get()
+
+
+@contextlib.contextmanager
+def _running(ctx: JobContext) -> Iterator[None]:
+    token = _current.set(ctx)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def fail_if_asked(stage: str, ds: str) -> None:
+    """Test hook: GENRE_FAIL_STAGE=<stage>[@YYYY-MM-DD][,...] makes that stage (on that night
+    only, when a date is given) raise once its MLflow run is open."""
+    for item in filter(None, os.environ.get("GENRE_FAIL_STAGE", "").split(",")):
+        name, _, night = item.strip().partition("@")
+        if name == stage and night in ("", ds):
+            raise RuntimeError(f"GENRE_FAIL_STAGE={item}: {stage} {ds} fails on request")
+
+
+def main(stage: str, module: str, argv: Optional[list[str]] = None) -> int:
+    """Run `module.run(ctx)` as `stage`; exit code 2, and nothing started, when the arguments or
+    inputs are wrong."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         ctx = build_context(stage, argv)
-        if preflight:
-            preflight(ctx.cfg)
+        preflight(ctx.cfg, stage)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from genre_lib.tracking import log_metrics, stage_run
+    from genre_lib.progress import Heartbeat
+    from genre_lib.tracking import log_inputs, log_metrics, stage_run
 
     t0 = time.time()
     try:
-        with stage_run(ctx.cfg, stage, ctx.run_id, ctx.ds):
-            metrics = work(ctx) or {}
+        with stage_run(ctx.cfg, stage, ctx.run_id, ctx.ds), recording_reads() as reads, _running(ctx), \
+                Heartbeat(log, f"{stage} {ctx.ds}"):
+            try:
+                fail_if_asked(stage, ctx.ds)
+                metrics = importlib.import_module(module).run(ctx) or {}
+            except BaseException:  # what a failed stage read is part of its story too
+                with contextlib.suppress(Exception):
+                    log_inputs(reads)
+                raise
+            log_inputs(reads)
             metrics["seconds"] = time.time() - t0
             log_metrics(metrics)
             log.info("%s %s done: %s", stage, ctx.ds, {k: v for k, v in metrics.items() if not isinstance(v, dict)})

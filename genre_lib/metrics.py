@@ -1,4 +1,4 @@
-"""Offline evaluation: ranking metrics (numpy reference and Spark), and the model comparison run.
+"""Ranking metrics, a numpy reference and a Spark twin that give the same numbers.
 
 Definitions follow Microsoft Recommenders' python_evaluation, so numbers compare with its tables:
 binary relevance; only users present in both truth and predictions count (n);
@@ -14,8 +14,6 @@ Beyond accuracy, over every user's top k:
 """
 from __future__ import annotations
 
-import json
-import math
 from typing import Optional
 
 import numpy as np
@@ -128,108 +126,3 @@ def spark_ranking_metrics(truth, recs, k: int, *, n_catalogue: Optional[int] = N
         out[f"novelty@{k}"] = float(nov) if nov is not None else 0.0
     recs.unpersist()
     return {key: float(v) if key != "users" else int(v) for key, v in out.items()}
-
-
-# --------------------------------------------------------------------------------------------
-# the comparison run: blend, each scorer alone, blend without each, popularity
-# --------------------------------------------------------------------------------------------
-def model_variants(weights: dict, available: dict) -> dict[str, dict]:
-    """name -> weights: the blend, each available scorer alone, and the blend without each one
-    (skipped where that leaves nothing or equals another variant)."""
-    used = {c: w for c, w in weights.items() if w > 0 and available.get(c)}
-    variants = {"blend": dict(used)}
-    for c in ("genre", "content", "cf", "popularity"):
-        if available.get(c):
-            variants[c] = {c: 1.0}
-    if len(used) > 1:
-        for c in used:
-            rest = {d: w for d, w in used.items() if d != c}
-            variants[f"blend-{c}"] = rest
-    return variants
-
-
-def evaluate(interactions: pd.DataFrame, catalogue, cfg, *, item_genres: Optional[pd.DataFrame] = None,
-             spark=None) -> dict:
-    """Split by cfg.eval.protocol, fit every scorer on the training split only, rank every variant
-    for the test users with training items removed, score with the Spark metrics when `spark` is
-    given (else the numpy reference). Returns the metrics.json payload."""
-    from genre_lib import recommend as rec
-    from genre_lib.splits import split
-
-    ec, k = cfg.eval, cfg.eval.k
-    train, test = split(interactions, ec.protocol, ec.holdout_share, ec.seed)
-    model = rec.fit(train, catalogue, cfg)
-    test = test.assign(user_id=test["user_id"].astype(str), item_id=test["item_id"].astype(str))
-    # Recommendations never repeat a training item, so a held-out repeat of one can't be relevant:
-    # truth is the user's new items (a no-op for ML-100k, where each user rates an item once).
-    seen = train[["user_id", "item_id"]].astype(str).drop_duplicates()
-    test = test.merge(seen, on=["user_id", "item_id"], how="left", indicator=True)
-    test = test[test["_merge"] == "left_only"].drop(columns="_merge")
-    users = np.flatnonzero(pd.Index(model.user_ids).isin(test["user_id"].unique()))
-    if item_genres is None and catalogue.item_genre_scores is not None:
-        item_genres = catalogue.item_genre_scores.rename(columns={"probability": "score"})
-    item_users = pd.DataFrame({"item_id": model.item_ids, "users": np.asarray(model.seen.sum(0)).ravel()})
-    extra = dict(n_catalogue=model.n_items, n_train_users=model.n_users)
-
-    weights = cfg.recommend.weights.model_dump()
-    models, variants = {}, model_variants(weights, model.available)
-    for name, w in variants.items():
-        top = rec.recommend(model, w, k, cfg.recommend.block_users, users=users)
-        recs = pd.DataFrame({"user_id": model.user_ids[top.users], "item_id": model.item_ids[top.items], "rank": top.rank})
-        if spark is not None:
-            to = lambda df: spark.createDataFrame(df)  # noqa: E731
-            m = spark_ranking_metrics(to(test[["user_id", "item_id"]]), to(recs), k,
-                                      item_genres=None if item_genres is None else to(item_genres[["item_id", "genre", "score"]]),
-                                      item_users=to(item_users), **extra)
-        else:
-            m = ranking_metrics(test, recs, k, item_genres=item_genres, item_users=item_users, **extra)
-        models[name] = m
-    # models holds metric values only, so a reader can iterate them; each variant's blend weights sit apart
-    return {"primary": "blend", "protocol": ec.protocol, "k": k, "variants": variants,
-            "train_rows": int(len(train)), "test_rows": int(len(test)), "models": models}
-
-
-def markdown_report(payload: dict) -> str:
-    k = payload["k"]
-    cols = [f"{m}@{k}" for m in METRICS]
-    lines = [f"# Evaluation ({payload['protocol']}, k={k}, primary: {payload['primary']})", "",
-             f"train rows {payload['train_rows']}, test rows {payload['test_rows']}", "",
-             "| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for name, m in payload["models"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{m.get(c, float('nan')):.4f}" for c in cols) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def log_to_mlflow(payload: dict) -> dict:
-    """Metrics per model (`<model>.<metric>`), a bar chart per metric, the report and the payload."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import mlflow
-
-    k = payload["k"]
-    flat = {}
-    for name, m in payload["models"].items():
-        for key, v in m.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                flat[f"{name}.{key}".replace("@", "_at_")] = float(v)
-    mlflow.log_metrics(flat)
-    names = list(payload["models"])
-    for metric in METRICS:
-        key = f"{metric}@{k}"
-        vals = [payload["models"][n].get(key, np.nan) for n in names]
-        fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(names) + 2), 3))
-        ax.bar(names, vals, color=["C1" if n == payload["primary"] else "C0" for n in names])
-        ax.set_title(key)
-        ax.tick_params(axis="x", rotation=45, labelsize=8)
-        fig.tight_layout()
-        mlflow.log_figure(fig, f"charts/{metric}_at_{k}.png")
-        plt.close(fig)
-    mlflow.log_text(markdown_report(payload), "report.md")
-    mlflow.log_dict(payload, "metrics.json")
-    p = payload["models"][payload["primary"]]
-    return {f"primary_{key}".replace("@", "_at_"): v for key, v in p.items() if isinstance(v, (int, float))}
-
-
-def to_json(payload: dict) -> str:
-    return json.dumps(payload, indent=1, sort_keys=True, default=str)

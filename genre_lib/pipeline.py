@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Optional
 
 from genre_lib.config import PROJECT_ROOT, ConfigError, load_config, parse_run_date, resolve_path
+from genre_lib.datasets.source import source_for
+from genre_lib.tables import STAGES
 
 # Keys whose values are paths: the trigger form may only point them inside the allowed roots.
 PATH_KEYS = ("lake.root", "data.path")
@@ -30,20 +32,15 @@ def _check_inside(field: str, value: str) -> None:
                           "(set GENRE_ALLOWED_ROOTS to allow more)")
 
 
-STAGES = ["clean_interactions", "genre_weights", "embed_texts", "train_classifier", "recommend", "evaluate"]
-
-
-def check_source(cfg) -> None:
-    """The input folder must exist before a run starts (synthetic data: `make data` writes it)."""
-    if "://" not in cfg.data.path and not Path(cfg.data_path).exists():
-        raise ConfigError(f"data.path: {cfg.data_path} not found")
-
-
-def check_finetune_layers(cfg) -> None:
-    """classifier.finetune_layers above the encoder's layer count is refused (exit 2, both numbers
-    named) before any MLflow run or training starts; reads the encoder's config.json, not torch."""
+def preflight(cfg, stage: Optional[str] = None) -> None:
+    """Checks beyond the config schema, run before any Spark, torch or MLflow work by the DAG's first
+    task for the whole run (`stage` None) and by each job for its stage: the source's input exists
+    (clean), and classifier.finetune_layers is not above the encoder's layer count (train; read
+    from the encoder's config.json, without importing torch)."""
+    if stage in (None, "clean_interactions"):
+        source_for(cfg).check()
     n = cfg.classifier.finetune_layers
-    if n > 0:
+    if n > 0 and stage in (None, "train_classifier"):
         from genre_lib.encoder import encoder_layer_count
 
         layers = encoder_layer_count(cfg.encoder.model)
@@ -52,12 +49,35 @@ def check_finetune_layers(cfg) -> None:
                               f"{layers} transformer layers")
 
 
+def profile_choices() -> list[str]:
+    """The YAML profiles the trigger form offers, relative to the project root: configs/*.yaml and
+    configs/tuned/*.yaml (tuned profiles promoted on request)."""
+    root = PROJECT_ROOT / "configs"
+    found = sorted(root.glob("*.yaml")) + sorted((root / "tuned").glob("*.yaml"))
+    return [p.relative_to(PROJECT_ROOT).as_posix() for p in found]
+
+
+def selected_stages(value) -> list[str]:
+    """The trigger form's `stages`: a non-empty list of stage names (None: all), in pipeline order."""
+    if value is None:
+        return list(STAGES)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"stages: expected a non-empty list of stage names out of {STAGES}, got {value!r}")
+    unknown = [v for v in value if v not in STAGES]
+    if unknown:
+        raise ConfigError(f"stages: unknown {unknown}; choose from {STAGES}")
+    return [s for s in STAGES if s in value]
+
+
 def resolve_run(params: dict, run_id: str, logical_date: Optional[dt.datetime] = None,
                 dag_id: str = "genre_nightly") -> dict:
-    """Validate the run's parameters; returns the arguments every job of the run gets."""
-    raw_date = (params.get("run_date") or "").strip()
-    if raw_date:
-        run_date = parse_run_date(raw_date)
+    """Validate the run's parameters (again: the trigger form checks them too, but the CLI and the
+    REST API can pass anything); returns the arguments every job of the run gets."""
+    raw_date = params.get("run_date") or ""
+    if not isinstance(raw_date, str):
+        raise ConfigError(f"run_date: expected YYYY-MM-DD or empty, got {raw_date!r}")
+    if raw_date.strip():
+        run_date = parse_run_date(raw_date.strip())
     elif logical_date is not None:
         run_date = logical_date.date()
     else:  # a manual trigger without a logical date: last night
@@ -69,12 +89,20 @@ def resolve_run(params: dict, run_id: str, logical_date: Optional[dt.datetime] =
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError("overrides: expected a list of key=value strings")
     _check_inside("config", config)
+    if config not in profile_choices():
+        raise ConfigError(f"config: {config!r} is not one of the profiles {profile_choices()}")
+    stages = selected_stages(params.get("stages"))
+    full_refresh = params.get("full_refresh", False)
+    if not isinstance(full_refresh, bool):
+        raise ConfigError(f"full_refresh: expected true or false, got {full_refresh!r}")
+    if full_refresh:  # re-embed every item instead of reusing last night's vectors
+        overrides = [*overrides, "encoder.full_refresh=true"]
     for o in overrides:
         key, _, value = o.partition("=")
         if key.strip() in PATH_KEYS:
             _check_inside(key.strip(), value.strip())
     cfg = load_config(config, overrides)
-    check_source(cfg)
+    preflight(cfg)
 
     from genre_lib.tracking import parent_run
     parent = parent_run(cfg, run_id, run_date.isoformat(), dag_id)
@@ -82,22 +110,28 @@ def resolve_run(params: dict, run_id: str, logical_date: Optional[dt.datetime] =
     for o in overrides:
         args += ["--set", o]
     return {"run_date": run_date.isoformat(), "args": args, "argline": shlex.join(args),
-            "lake_root": cfg.lake_root, "mlflow_parent_run_id": parent}
+            "lake_root": cfg.lake_root, "mlflow_parent_run_id": parent, "stages": stages,
+            "overrides": overrides}
 
 
-def finish_run(params: dict, run_id: str) -> str:
-    """Close the MLflow parent run: FINISHED when every stage's child run finished, else FAILED."""
+def finish_run(params: dict, run_id: str, stages: Optional[list[str]] = None,
+               overrides: Optional[list[str]] = None) -> str:
+    """Close the MLflow parent run: FINISHED when every selected stage (default: all) has a
+    finished child run, else FAILED. `overrides`: the run's resolved overrides (resolve_run's)."""
     from mlflow.tracking import MlflowClient
 
     from genre_lib.tracking import child_runs, parent_run, tracking_uri
 
-    cfg = load_config(params.get("config") or "configs/default.yaml", params.get("overrides") or [])
+    wanted = list(STAGES) if stages is None else stages
+    cfg = load_config(params.get("config") or "configs/default.yaml",
+                      params.get("overrides") or [] if overrides is None else overrides)
     done = {r.data.tags.get("stage") for r in child_runs(cfg, run_id) if r.info.status == "FINISHED"}
-    status = "FINISHED" if set(STAGES) <= done else "FAILED"
+    status = "FINISHED" if set(wanted) <= done else "FAILED"
     client = MlflowClient(tracking_uri(cfg))
     parent = parent_run(cfg, run_id, "")
     client.set_tag(parent, "stages_finished", ",".join(s for s in STAGES if s in done))
+    client.set_tag(parent, "stages_selected", ",".join(wanted))
     client.set_terminated(parent, status)
     if status == "FAILED":  # the DAG run must fail too: this task is its only leaf
-        raise RuntimeError(f"stages without a finished run: {[s for s in STAGES if s not in done]}")
+        raise RuntimeError(f"stages without a finished run: {[s for s in wanted if s not in done]}")
     return status

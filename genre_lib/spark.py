@@ -1,18 +1,10 @@
-"""Spark session and the cast of Spark frames to the table contract."""
+"""The Spark session of a job."""
 from __future__ import annotations
 
 import os
 import sys
 
-import pyarrow as pa
-
 from genre_lib.config import PipelineConfig
-
-_ARROW_TO_SPARK = {
-    pa.string(): "string", pa.float64(): "double", pa.float32(): "float", pa.int32(): "int",
-    pa.int64(): "bigint", pa.timestamp("us", tz="UTC"): "timestamp",
-    pa.list_(pa.string()): "array<string>", pa.list_(pa.float32()): "array<float>",
-}
 
 
 def get_spark(cfg: PipelineConfig, app: str):
@@ -25,7 +17,10 @@ def get_spark(cfg: PipelineConfig, app: str):
     for key, value in cfg.spark.conf.items():
         builder = builder.config(key, value)
     if "spark.master" not in _submitted_conf():
-        builder = builder.master(cfg.spark.master).config("spark.driver.memory", cfg.spark.driver_memory)
+        # a driver JVM out of heap exits at once (the Python side then fails) instead of hanging
+        opts = " ".join(filter(None, ["-XX:+ExitOnOutOfMemoryError", cfg.spark.conf.get("spark.driver.extraJavaOptions")]))
+        builder = (builder.master(cfg.spark.master).config("spark.driver.memory", cfg.spark.driver_memory)
+                   .config("spark.driver.extraJavaOptions", opts))
     return (builder
             .config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
             .config("spark.sql.session.timeZone", "UTC")
@@ -41,15 +36,3 @@ def _submitted_conf() -> set[str]:
     """Settings that spark-submit already fixed: it launches the Python driver with a gateway port,
     and its --master must win over the profile's default."""
     return {"spark.master"} if "PYSPARK_GATEWAY_PORT" in os.environ else set()
-
-
-def to_contract(sdf, table: str, keep: tuple[str, ...] = ()):
-    """Select and cast a frame's columns to the table's schema, in contract order."""
-    from pyspark.sql import functions as F
-    from genre_lib.tables import SCHEMAS
-
-    schema = SCHEMAS[table][1]
-    missing = [f.name for f in schema if f.name not in sdf.columns]
-    if missing:
-        raise ValueError(f"{table}: frame lacks columns {missing}")
-    return sdf.select(*[F.col(f.name).cast(_ARROW_TO_SPARK[f.type]).alias(f.name) for f in schema], *keep)

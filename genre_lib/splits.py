@@ -45,6 +45,26 @@ def temporal_split(df: pd.DataFrame, holdout_share: float = 0.2, col_user: str =
     return data[~test_mask], data[test_mask]
 
 
+def cold_items(item_ids, share: float, seed: int) -> np.ndarray:
+    """The items held out as cold: those whose seeded hash of the id falls below `share`, so an item
+    stays cold, or not, as the catalogue grows."""
+    import hashlib
+
+    ids = np.asarray(sorted({str(i) for i in item_ids}), dtype=object)
+    u = np.array([int.from_bytes(hashlib.sha256(f"cold:{seed}:{i}".encode()).digest()[:8], "big") / 2.0 ** 64
+                  for i in ids])
+    return ids[u < share]
+
+
+def cold_item_split(df: pd.DataFrame, share: float, seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """(train, test, cold ids): every interaction with a cold item is held out; test keeps those of
+    users who still have a training history (someone to recommend to)."""
+    cold = cold_items(df["item_id"].unique(), share, seed)
+    is_cold = df["item_id"].astype(str).isin(set(cold)).to_numpy()
+    train, test = df[~is_cold], df[is_cold]
+    return train, test[test["user_id"].isin(set(train["user_id"]))], cold
+
+
 def split(df: pd.DataFrame, protocol: str, holdout_share: float = 0.2, seed: int = 42):
     if protocol == "temporal":
         return temporal_split(df, holdout_share)

@@ -6,14 +6,16 @@ A partition becomes visible only when complete: writers fill `_tmp-ds=D-<token>/
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import signal
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 import pandas as pd
 import pyarrow as pa
@@ -25,44 +27,75 @@ SUCCESS = "_SUCCESS"
 
 _vec = pa.list_(pa.float32())
 
-# name -> (schema_version, arrow schema). Ids are strings whatever the source.
-SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
-    "interactions_clean": (1, pa.schema([
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the contract: its name, the stage that writes it, its schema version and its
+    Arrow schema (None for a JSON document such as the evaluation report)."""
+    name: str
+    stage: str
+    version: int
+    schema: Optional[pa.Schema]
+
+
+def _declare(*tables: Table) -> dict[str, Table]:
+    return {t.name: t for t in tables}
+
+
+# Every table, in pipeline order, with its writer stage. Ids are strings whatever the source.
+TABLES: dict[str, Table] = _declare(
+    Table("interactions_clean", "clean_interactions", 1, pa.schema([
         ("user_id", pa.string()), ("item_id", pa.string()), ("event", pa.string()),
         ("rating", pa.float64()), ("ts", pa.timestamp("us", tz="UTC")),
     ])),
-    "interactions_quarantine": (1, pa.schema([
+    Table("interactions_quarantine", "clean_interactions", 1, pa.schema([
         ("user_id", pa.string()), ("item_id", pa.string()), ("event", pa.string()),
         ("rating", pa.string()), ("ts", pa.string()), ("raw", pa.string()),
         ("source_file", pa.string()), ("reason", pa.string()), ("run_id", pa.string()),
     ])),
-    "items_clean": (1, pa.schema([
+    Table("items_clean", "clean_interactions", 1, pa.schema([
         ("item_id", pa.string()), ("title", pa.string()), ("description", pa.string()),
         ("genres", pa.list_(pa.string())), ("tags", pa.string()),
     ])),
-    "genre_vocab": (1, pa.schema([("genre", pa.string()), ("genre_index", pa.int32())])),
-    "user_genre_weights": (1, pa.schema([
+    Table("genre_vocab", "genre_weights", 1, pa.schema([("genre", pa.string()), ("genre_index", pa.int32())])),
+    Table("user_genre_weights", "genre_weights", 1, pa.schema([
         ("user_id", pa.string()), ("genre", pa.string()), ("count", pa.float64()),
         ("weight", pa.float64()), ("rank", pa.int32()),
     ])),
-    "item_genres": (1, pa.schema([
+    Table("item_genres", "genre_weights", 1, pa.schema([
         ("item_id", pa.string()), ("genre", pa.string()), ("score", pa.float64()),
     ])),
-    "item_embeddings": (1, pa.schema([
+    Table("item_embeddings", "embed_texts", 1, pa.schema([
         ("item_id", pa.string()), ("text_hash", pa.string()), ("model_id", pa.string()),
         ("dim", pa.int32()), ("vector", _vec),
     ])),
-    "item_genre_scores": (1, pa.schema([
+    Table("item_genre_scores", "train_classifier", 1, pa.schema([
         ("item_id", pa.string()), ("genre", pa.string()), ("probability", pa.float64()),
         ("source", pa.string()),  # 'labelled' or 'predicted'
     ])),
-    "recommendations": (1, pa.schema([
+    Table("recommendations", "recommend", 2, pa.schema([
         ("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
         ("score", pa.float64()), ("genre_score", pa.float64()), ("content_score", pa.float64()),
         ("cf_score", pa.float64()), ("popularity_score", pa.float64()), ("reason", pa.string()),
+        ("genre_r", pa.float64()),  # R(u,i) from the night's user_genre_weights and item_genre_scores
     ])),
-}
-TABLES = [t for t in SCHEMAS if t != "genre_vocab"]
+    Table("evaluation", "evaluate", 1, None),  # metrics.json
+    Table("publish_log", "publish", 1, None),  # decision.json: the gate, and what was switched in
+)
+# The stages in pipeline order, derived from the declarations above.
+STAGES: list[str] = list(dict.fromkeys(t.stage for t in TABLES.values()))
+
+
+def schema(table: str) -> pa.Schema:
+    s = TABLES[table].schema
+    if s is None:
+        raise ValueError(f"table {table} is a JSON document, not Parquet")
+    return s
+
+
+def outputs(stage: str) -> list[str]:
+    """The tables a stage writes, in declaration order."""
+    return [t.name for t in TABLES.values() if t.stage == stage]
 
 
 def _fault_point(name: str) -> None:
@@ -70,6 +103,33 @@ def _fault_point(name: str) -> None:
     SIGKILL here, at the most delicate moments of a commit, which random kill times rarely hit."""
     if os.environ.get("GENRE_FAULT_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class PartitionRead:
+    """A committed partition a stage read: what its MLflow child run logs as an input dataset."""
+    table: str
+    ds: str
+    lake: str               # the lake root it was read from
+    path: str               # the partition's URI
+    manifest_sha256: str    # of the _SUCCESS manifest as read: names the exact commit
+    rows: int
+    producer_run_id: str
+
+
+_reads: Optional[list[PartitionRead]] = None
+
+
+@contextlib.contextmanager
+def recording_reads() -> Iterator[list[PartitionRead]]:
+    """While active, every `Lake.read_pandas` and `Lake.spark_paths` in this process notes the
+    partitions it reads (each once) in the yielded list."""
+    global _reads
+    outer, _reads = _reads, []
+    try:
+        yield _reads
+    finally:
+        _reads = outer
 
 
 @dataclass(frozen=True)
@@ -141,13 +201,27 @@ class Lake:
 
     def read_pandas(self, table: str, ds: dt.date | str, columns: Optional[list[str]] = None) -> pd.DataFrame:
         path = self.require(table, ds)
-        schema = SCHEMAS[table][1]
-        data = pads.dataset(path, filesystem=self.fs, format="parquet", schema=schema,
+        self._record_read(table, ds)
+        data = pads.dataset(path, filesystem=self.fs, format="parquet", schema=schema(table),
                             exclude_invalid_files=False)
         return data.to_table(columns=columns).to_pandas()
 
     def spark_paths(self, table: str, dates: Iterable[str]) -> list[str]:
+        dates = list(dates)
+        for d in dates:
+            self._record_read(table, d)
         return [self.uri(table, f"ds={d}") for d in dates]
+
+    def _record_read(self, table: str, ds: dt.date | str) -> None:
+        """Note a committed partition this process reads, while `recording_reads` is active."""
+        if _reads is None or any(r.table == table and r.ds == str(ds) and r.lake == self.root for r in _reads):
+            return
+        with self.fs.open_input_stream(f"{self.partition(table, ds)}/{SUCCESS}") as f:
+            raw = f.read()
+        man = json.loads(raw)
+        _reads.append(PartitionRead(table, str(ds), self.root, self.uri(table, f"ds={ds}"),
+                                    hashlib.sha256(raw).hexdigest(), int(man.get("row_count", -1)),
+                                    str(man.get("run_id", ""))))
 
     # --- writing -------------------------------------------------------------------------------
     def staging(self, table: str, ds: dt.date | str) -> str:
@@ -159,7 +233,7 @@ class Lake:
 
     def commit(self, table: str, ds: dt.date | str, staged: str, manifest: dict) -> dict:
         """Write the manifest into the staged folder, then swap it in as the partition."""
-        manifest = {"table": table, "ds": str(ds), "schema_version": SCHEMAS.get(table, (1,))[0],
+        manifest = {"table": table, "ds": str(ds), "schema_version": TABLES[table].version,
                     "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **manifest}
         for key in ("row_count", "run_id", "config_hash"):
             if key not in manifest:
@@ -188,11 +262,11 @@ class Lake:
 
     def write_pandas(self, table: str, ds: dt.date | str, df: pd.DataFrame, manifest: dict) -> dict:
         """Validate the frame against the table schema, write it as one partition, commit."""
-        schema = SCHEMAS[table][1]
-        missing = [c for c in schema.names if c not in df.columns]
+        contract = schema(table)
+        missing = [c for c in contract.names if c not in df.columns]
         if missing:
             raise ValueError(f"{table}: frame lacks columns {missing}")
-        arrow = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+        arrow = pa.Table.from_pandas(df[contract.names], schema=contract, preserve_index=False)
         staged = self.staging(table, ds)
         pq.write_table(arrow, f"{staged}/part-00000.parquet", filesystem=self.fs)
         return self.commit(table, ds, staged, {"row_count": arrow.num_rows, **manifest})
@@ -204,14 +278,13 @@ class Lake:
         return self.commit(table, ds, staged, {"row_count": self.count_rows(staged), **manifest})
 
     def spark_write(self, table: str, sdf, staged: str, partition_by: Optional[str] = None) -> None:
-        from genre_lib.spark import to_contract
         writer = to_contract(sdf, table, keep=(partition_by,) if partition_by else ()).write.mode("overwrite")
         if partition_by:
             writer = writer.partitionBy(partition_by)
         writer.parquet(self._spark_uri(staged))
 
     def write_empty(self, table: str, folder: str) -> None:
-        pq.write_table(SCHEMAS[table][1].empty_table(), f"{folder}/part-00000.parquet", filesystem=self.fs)
+        pq.write_table(schema(table).empty_table(), f"{folder}/part-00000.parquet", filesystem=self.fs)
 
     def count_rows(self, path: str) -> int:
         """Rows of a staged Parquet folder, read from the file footers only."""
@@ -251,9 +324,26 @@ def history_dates(lake: Lake, table: str, up_to: dt.date | str, lookback_days: O
 def read_history_pandas(lake: Lake, up_to: dt.date | str, lookback_days: Optional[int] = None) -> pd.DataFrame:
     """Every clean interaction known on night `up_to`: the union of committed interactions_clean
     partitions, without repeats (a snapshot source commits its whole history in each partition)."""
-    schema = SCHEMAS["interactions_clean"][1]
     frames = [lake.read_pandas("interactions_clean", d) for d in history_dates(lake, "interactions_clean", up_to, lookback_days)]
     if not frames:
-        return schema.empty_table().to_pandas()
+        return schema("interactions_clean").empty_table().to_pandas()
     df = pd.concat(frames, ignore_index=True).drop_duplicates(["user_id", "item_id", "event", "ts"])
     return df.sort_values(["ts", "user_id", "item_id"], kind="stable").reset_index(drop=True)
+
+
+_ARROW_TO_SPARK = {
+    pa.string(): "string", pa.float64(): "double", pa.float32(): "float", pa.int32(): "int",
+    pa.int64(): "bigint", pa.timestamp("us", tz="UTC"): "timestamp",
+    pa.list_(pa.string()): "array<string>", pa.list_(pa.float32()): "array<float>",
+}
+
+
+def to_contract(sdf, table: str, keep: tuple[str, ...] = ()):
+    """Select and cast a Spark frame's columns to the table's schema, in contract order."""
+    from pyspark.sql import functions as F
+
+    contract = schema(table)
+    missing = [f.name for f in contract if f.name not in sdf.columns]
+    if missing:
+        raise ValueError(f"{table}: frame lacks columns {missing}")
+    return sdf.select(*[F.col(f.name).cast(_ARROW_TO_SPARK[f.type]).alias(f.name) for f in contract], *keep)

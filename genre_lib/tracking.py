@@ -98,3 +98,31 @@ def child_runs(cfg: PipelineConfig, run_id: str) -> list:
     return client.search_runs([experiment_id(cfg)],
                               filter_string=f"tags.airflow_run_id = '{run_id}' and tags.stage != 'pipeline'")
 
+
+
+def log_inputs(reads: list) -> int:
+    """Log the lake partitions a stage read (tables.PartitionRead) as MLflow input datasets of the
+    active run: source = the partition's URI, digest = its manifest's sha256 (cut to the 36
+    characters MLflow stores; the full hash is the input's `manifest_sha256` tag). Returns how
+    many were logged."""
+    import re
+    import warnings
+
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    datasets, tags = [], []
+    for r in reads:
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways: Local..., Local..."
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                source = resolve_dataset_source(r.path)
+            except Exception:  # s3a:// and s3n:// are Hadoop's names for what MLflow knows as s3://
+                source = resolve_dataset_source(re.sub(r"^s3[an]://", "s3://", r.path))
+        datasets.append(MetaDataset(source, name=f"{r.table}/ds={r.ds}", digest=r.manifest_sha256[:36]))
+        tags.append({"table": r.table, "ds": r.ds, "rows": str(r.rows), "producer_run_id": r.producer_run_id,
+                     "manifest_sha256": r.manifest_sha256})
+    for i in range(0, len(datasets), 500):  # MLflow takes at most 1000 per call (years of daily partitions)
+        mlflow.log_inputs(datasets[i:i + 500], ["input"] * len(datasets[i:i + 500]), tags[i:i + 500])
+    return len(datasets)

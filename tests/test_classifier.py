@@ -16,7 +16,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genre_lib import training  # noqa: E402
+from genre_lib import genre_data, registry, training  # noqa: E402
 from genre_lib.config import ClassifierConfig  # noqa: E402
 from genre_lib.tables import Lake  # noqa: E402
 
@@ -48,7 +48,7 @@ def synthetic_catalogue(n: int = 260, unlabelled: int = 20, dim: int = 16, seed:
 @pytest.fixture(scope="module")
 def data():
     items, emb = synthetic_catalogue()
-    return training.build_data(items, emb, GENRES)
+    return genre_data.build_data(items, emb, GENRES)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_learns_well_above_the_prior(result):
 
 
 def test_training_is_deterministic_on_cpu(data):
-    tr = training.split_items(data.item_ids[data.labelled], 0.15, 0.15, 13) == "train"
+    tr = genre_data.split_items(data.item_ids[data.labelled], 0.15, 0.15, 13) == "train"
     X, Y = data.X[data.labelled], data.Y[data.labelled]
     cfg = ClassifierConfig(**{**FAST, "epochs": 3})
     (a, ha), (b, hb) = (training.train_head(X[tr], Y[tr], X[~tr], Y[~tr], cfg) for _ in range(2))
@@ -79,7 +79,7 @@ def test_thresholds_come_from_validation_only(data, result):
     test_rows = lab[result.split == "test"]
     Y = data.Y.copy()
     Y[test_rows] = np.roll(Y[test_rows], 1, axis=1)  # every test item gets other genres
-    scrambled = training.GenreData(data.item_ids, data.X, Y, data.labelled, data.texts, data.genres, data.model_id)
+    scrambled = genre_data.GenreData(data.item_ids, data.X, Y, data.labelled, data.texts, data.genres, data.model_id)
     other = training.run_experiment(scrambled, ClassifierConfig(**FAST))
     np.testing.assert_array_equal(other.thresholds, result.thresholds)
     assert other.metrics["val_macro_f1"] == result.metrics["val_macro_f1"]
@@ -89,8 +89,8 @@ def test_thresholds_come_from_validation_only(data, result):
 
 def test_split_by_item_is_stable_as_the_catalogue_grows():
     ids = np.array([f"i{i}" for i in range(2000)])
-    split = training.split_items(ids, 0.15, 0.15, 13)
-    grown = training.split_items(np.concatenate([ids, [f"new{i}" for i in range(500)]]), 0.15, 0.15, 13)
+    split = genre_data.split_items(ids, 0.15, 0.15, 13)
+    grown = genre_data.split_items(np.concatenate([ids, [f"new{i}" for i in range(500)]]), 0.15, 0.15, 13)
     assert (grown[:2000] == split).all()
     assert abs((split == "test").mean() - 0.15) < 0.03 and abs((split == "val").mean() - 0.15) < 0.03
 
@@ -98,14 +98,14 @@ def test_split_by_item_is_stable_as_the_catalogue_grows():
 def test_baseline_text_never_contains_the_labels():
     items = pd.DataFrame({"title": ["Alien"], "description": ["In space"], "tags": ["classic"],
                           "genres": [["Horror", "Sci-Fi"]]})
-    assert training.item_text(items)[0] == "Alien. In space. classic"
-    assert training.template_leaks_labels("{title}. {genres}. {description}")
-    assert not training.template_leaks_labels("{title}. {description} {tags}")
+    assert genre_data.item_text(items)[0] == "Alien. In space. classic"
+    assert genre_data.template_leaks_labels("{title}. {genres}. {description}")
+    assert not genre_data.template_leaks_labels("{title}. {description} {tags}")
 
 
 def test_scores_table_covers_every_item_and_genre(data, result):
     P = np.full(data.Y.shape, 0.25)
-    df = training.score_items(data, P)
+    df = genre_data.score_items(data, P)
     assert len(df) == len(data.item_ids) * len(GENRES)
     lab = df[df.source == "labelled"]
     assert set(df.source) == {"labelled", "predicted"}
@@ -133,7 +133,7 @@ def run_job(lake: Lake, *sets: str) -> int:
             "--set", "encoder.text_template={title}. {description} {tags}"]
     for s in [*fast, *sets]:
         argv += ["--set", s]
-    return train_classifier.jobrun.main(train_classifier.STAGE, train_classifier.work, argv)
+    return train_classifier.main(argv)
 
 
 def test_job_registers_gates_and_scores_by_alias(lake_env):
@@ -168,7 +168,7 @@ def test_job_registers_gates_and_scores_by_alias(lake_env):
     assert meta["features"].startswith("embedding16+words32x384:") and meta["dim"] == 16 + 32 * 384
     items, emb = synthetic_catalogue()
     from genre_lib.classifier import predict_proba
-    data = training.build_data(items, emb, GENRES)  # the head's part of the input, words left as zeros
+    data = genre_data.build_data(items, emb, GENRES)  # the head's part of the input, words left as zeros
     x = np.hstack([data.X, np.zeros((len(data.X), 32 * 384), np.float32)])
     P = predict_proba(model, x)
     assert P.shape == (260, len(GENRES))
@@ -180,10 +180,10 @@ def manifest_version(lake: Lake) -> str:
 
 def test_incompatible_champion_is_named():
     meta = {"genres": GENRES, "dim": 16, "embedding_model_id": "a"}
-    assert training.incompatibility(meta, GENRES, 16, "a") is None
-    assert "vocabulary" in training.incompatibility(meta, GENRES[:-1], 16, "a")
-    assert "dim" in training.incompatibility(meta, GENRES, 384, "a")
-    assert "embedding model" in training.incompatibility(meta, GENRES, 16, "b")
+    assert registry.incompatibility(meta, GENRES, 16, "a") is None
+    assert "vocabulary" in registry.incompatibility(meta, GENRES[:-1], 16, "a")
+    assert "dim" in registry.incompatibility(meta, GENRES, 384, "a")
+    assert "embedding model" in registry.incompatibility(meta, GENRES, 16, "b")
 
 
 # --- the word branch ---------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_word_branch_is_chosen_when_only_the_words_carry_the_genre():
     items, emb = synthetic_catalogue(n=400, unlabelled=0, seed=1)
     rng = np.random.default_rng(1)
     emb["vector"] = list(rng.normal(size=(len(emb), 16)).astype(np.float32))
-    data = training.build_data(items, emb, GENRES, fake_word_encoder, 6, "fake")
+    data = genre_data.build_data(items, emb, GENRES, fake_word_encoder, 6, "fake")
     assert data.X.shape[1] == 16 + 6 * 24 and data.features == "embedding16+words6x24:fake"
     r = training.run_experiment(data, ClassifierConfig(**FAST))
     assert r.metrics["word_branch"] == 1.0 and r.model.use_words
@@ -242,7 +242,7 @@ def test_word_branch_model_exports_and_scores_any_batch(tmp_path):
 
 def test_a_champion_with_another_input_layout_is_named():
     meta = {"genres": GENRES, "dim": 16 + 6 * 24, "embedding_model_id": "a", "features": "embedding16+words6x24:x"}
-    assert training.incompatibility(meta, GENRES, 160, "a", "embedding16+words6x24:x") is None
-    assert "input layout" in training.incompatibility(meta, GENRES, 160, "a", "embedding16+words6x24:y")
+    assert registry.incompatibility(meta, GENRES, 160, "a", "embedding16+words6x24:x") is None
+    assert "input layout" in registry.incompatibility(meta, GENRES, 160, "a", "embedding16+words6x24:y")
     old = {"genres": GENRES, "dim": 16, "embedding_model_id": "a"}  # logged before the word branch
-    assert training.incompatibility(old, GENRES, 16, "a", "embedding16") is None
+    assert registry.incompatibility(old, GENRES, 16, "a", "embedding16") is None

@@ -7,10 +7,14 @@ import pytest
 
 from genre_lib import clean
 from genre_lib.config import load_config
+from genre_lib.jobrun import JobContext
 from genre_lib.tables import Lake
 
 D = "2026-11-22"
-M = {"run_id": "r1", "config_hash": "h"}
+
+
+def run_clean(spark, cfg, day=D, run_id="r1"):
+    return clean.run(JobContext.of("clean_interactions", cfg, day, run_id, spark))
 
 
 def row(u="u1", i="i1", e="view", r=None, ts="2026-11-22T10:00:00Z", **extra):
@@ -55,7 +59,7 @@ def test_every_reason_and_reconciliation(spark, tmp_path):
     write_raw(tmp_path / "raw", {D: GOOD + list(BAD.values()) + DUPES + BOT})
     cfg = cfg_for(tmp_path)
     lake = Lake(cfg.lake_root)
-    totals = clean.run(spark, cfg, lake, pd.Timestamp(D).date(), M)
+    totals = run_clean(spark, cfg)
     q = lake.read_pandas("interactions_quarantine", D)
     reasons = q.groupby("reason").size().to_dict()
     assert reasons == {**{k: 1 for k in BAD}, "bot_user": 6}
@@ -78,7 +82,7 @@ def test_rerun_is_identical_and_late_window(spark, tmp_path):
                                  "2026-11-21": [row(u="u5", ts="2026-11-21T10:00:00Z")], D: GOOD})
     cfg = cfg_for(tmp_path, "clean.late_days=1")
     lake = Lake(cfg.lake_root)
-    clean.run(spark, cfg, lake, pd.Timestamp(D).date(), M)
+    run_clean(spark, cfg)
     assert lake.committed("interactions_clean") == ["2026-11-20", "2026-11-21", D]  # catch-up on a new lake
     first = {d: lake.read_pandas("interactions_clean", d).sort_values(["user_id", "ts"]).reset_index(drop=True)
              for d in lake.committed("interactions_clean")}
@@ -86,7 +90,7 @@ def test_rerun_is_identical_and_late_window(spark, tmp_path):
     with open(tmp_path / "raw/interactions/ds=2026-11-21/events.jsonl", "a") as f:
         f.write(row(u="u6", ts="2026-11-21T11:00:00Z") + "\n")
     before_20 = lake.manifest("interactions_clean", "2026-11-20")["committed_at"]
-    clean.run(spark, cfg, lake, pd.Timestamp(D).date(), {**M, "run_id": "r2"})
+    run_clean(spark, cfg, run_id="r2")
     assert lake.manifest("interactions_clean", "2026-11-20")["committed_at"] == before_20
     assert lake.manifest("interactions_clean", "2026-11-21")["row_count"] == 2
     again = lake.read_pandas("interactions_clean", D).sort_values(["user_id", "ts"]).reset_index(drop=True)
@@ -97,9 +101,9 @@ def test_empty_and_missing_day_succeed_with_zero_rows(spark, tmp_path):
     write_raw(tmp_path / "raw", {"2026-11-21": [], "2026-11-20": [row(ts="2026-11-20T10:00:00Z")]})
     cfg = cfg_for(tmp_path, "clean.late_days=0")
     lake = Lake(cfg.lake_root)
-    clean.run(spark, cfg, lake, pd.Timestamp("2026-11-21").date(), M)
+    run_clean(spark, cfg, "2026-11-21")
     assert lake.manifest("interactions_clean", "2026-11-21")["row_count"] == 0
-    clean.run(spark, cfg, lake, pd.Timestamp(D).date(), M)  # no folder for the 22nd at all
+    run_clean(spark, cfg)  # no folder for the 22nd at all
     man = lake.manifest("interactions_clean", D)
     assert man["row_count"] == 0 and man["missing_input"] is True
 
@@ -109,7 +113,7 @@ def test_whole_file_with_wrong_columns_is_an_error(spark, tmp_path):
     (tmp_path / "raw/interactions" / f"ds={D}" / "events.csv").write_text("uid,item_id,event,rating,ts,extra\nu1,i1,view,,2026-11-22T10:00:00Z,x\n")
     cfg = cfg_for(tmp_path)
     with pytest.raises(clean.SchemaDriftError, match=r"extra: \['extra', 'uid'\].*missing: \['user_id'\]"):
-        clean.run(spark, cfg, Lake(cfg.lake_root), pd.Timestamp(D).date(), M)
+        run_clean(spark, cfg)
     assert Lake(cfg.lake_root).committed("interactions_clean") == []
 
 
@@ -121,7 +125,7 @@ def test_csv_and_parquet_inputs(spark, tmp_path):
                   "ts": ["2026-11-22T09:00:00Z"] * 2}).to_parquet(folder / "b.parquet")
     cfg = cfg_for(tmp_path)
     lake = Lake(cfg.lake_root)
-    clean.run(spark, cfg, lake, pd.Timestamp(D).date(), M)
+    run_clean(spark, cfg)
     assert sorted(lake.read_pandas("interactions_clean", D).user_id) == ["u1", "u2", "u9"]
     q = lake.read_pandas("interactions_quarantine", D).sort_values("reason")
     assert q.reason.tolist() == ["schema_drift", "unknown_event"]
@@ -138,7 +142,7 @@ def test_reconciliation_fails_when_a_stage_loses_a_row(spark, tmp_path, monkeypa
     # a stage after reading that drops one row: raw_rows must come from the files, not the labels
     monkeypatch.setattr(clean, "label_rows", lambda c, raw, ids: label(c, raw.where(F.col("raw") != GOOD[1]), ids))
     with pytest.raises(RuntimeError, match=f"reconciliation failed for ds={D}"):
-        clean.run(spark, cfg, Lake(cfg.lake_root), pd.Timestamp(D).date(), M)
+        run_clean(spark, cfg)
     assert Lake(cfg.lake_root).committed("interactions_clean") == []
 
 
@@ -149,7 +153,7 @@ def test_blank_and_header_lines_are_counted_not_rows(spark, tmp_path):
     (folder / "a.csv").write_text(f"{header}\nu2,i1,view,,2026-11-22T10:00:00Z\n\n{header}\nu3,i2,view,,2026-11-22T10:00:00Z\n")
     cfg = cfg_for(tmp_path)
     lake = Lake(cfg.lake_root)
-    clean.run(spark, cfg, lake, pd.Timestamp(D).date(), M)
+    run_clean(spark, cfg)
     man = lake.manifest("interactions_clean", D)
     assert (man["raw_rows"], man["clean_rows"], man["blank_lines"], man["header_lines"]) == (4, 4, 3, 2)
     assert lake.manifest("interactions_quarantine", D)["row_count"] == 0
@@ -162,7 +166,7 @@ def test_jsonl_file_with_wrong_columns_names_them(spark, tmp_path):
     (tmp_path / "raw/interactions" / f"ds={D}" / "ok.jsonl").write_text(GOOD[0] + "\n")
     cfg = cfg_for(tmp_path)
     with pytest.raises(clean.SchemaDriftError) as e:
-        clean.run(spark, cfg, Lake(cfg.lake_root), pd.Timestamp(D).date(), M)
+        run_clean(spark, cfg)
     assert "events.jsonl: wrong columns (extra: ['time'], missing: ['rating', 'ts'])" in str(e.value)
     assert "ok.jsonl" not in str(e.value)
     assert Lake(cfg.lake_root).committed("interactions_clean") == []
@@ -175,7 +179,7 @@ def test_csv_quoted_fields_are_parsed_as_csv(spark, tmp_path):
         'u2,"i2",view,,"2026-11-22T11:00:00Z"\nu3,"i3,view,,2026-11-22T12:00:00Z\n')
     cfg = cfg_for(tmp_path)
     lake = Lake(cfg.lake_root)
-    clean.run(spark, cfg, lake, pd.Timestamp(D).date(), M)
+    run_clean(spark, cfg)
     c = lake.read_pandas("interactions_clean", D).sort_values("user_id")
     assert list(c.user_id) == ["Doe, Jane", "u2"] and list(c.item_id) == ["i1", "i2"] and c.rating.iloc[0] == 4.5
     q = lake.read_pandas("interactions_quarantine", D)  # an unclosed quote: malformed, kept as it arrived
@@ -188,7 +192,7 @@ def test_csv_header_with_bom_quotes_and_spaces(spark, tmp_path):
         '\ufeff"user_id", item_id , "event",rating, ts\r\nu1,i1,view,,2026-11-22T10:00:00Z\r\n', encoding="utf-8")
     cfg = cfg_for(tmp_path)
     lake = Lake(cfg.lake_root)
-    clean.run(spark, cfg, lake, pd.Timestamp(D).date(), M)
+    run_clean(spark, cfg)
     man = lake.manifest("interactions_clean", D)
     assert (man["raw_rows"], man["clean_rows"], man["quarantined_rows"], man["header_lines"]) == (1, 1, 0, 1)
 
@@ -203,6 +207,6 @@ def test_flat_export_skips_hidden_and_underscore_files(spark, tmp_path):
     (inter / "_temporary/0/part-0.jsonl").write_text("half-written\n")
     cfg = cfg_for(tmp_path)
     lake = Lake(cfg.lake_root)
-    clean.run(spark, cfg, lake, pd.Timestamp(D).date(), M)
+    run_clean(spark, cfg)
     man = lake.manifest("interactions_clean", D)
     assert man["raw_rows"] == man["clean_rows"] == len(GOOD)

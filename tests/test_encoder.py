@@ -12,7 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from genre_lib.config import ConfigError, EncoderConfig, load_config  # noqa: E402
-from genre_lib.encoder import TextEncoder, embed_items, embed_night, item_texts, render_text  # noqa: E402
+from genre_lib.embed import embed_items, embed_night  # noqa: E402
+from genre_lib.encoder import TextEncoder, item_texts, render_text  # noqa: E402
 from genre_lib.tables import Lake  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,7 +131,11 @@ def test_cache_second_night_embeds_nothing_then_only_the_changed_title(tiny_mode
     same = [i for i in range(12) if i != 4]
     np.testing.assert_array_equal(np.stack(out["vector"])[same], np.stack(before["vector"])[same])
     assert out["text_hash"][4] != before["text_hash"][4]
-    assert lake.manifest("item_embeddings", DS2)["cache_from"] == DS
+    assert lake.manifest("item_embeddings", DS2)["cache_from"] == DS2  # the night's own earlier commit
+
+    rerun = embed_night(lake, DS2, cfg, m)  # the same night again (after a downstream failure, say)
+    assert (rerun.embedded, rerun.reused) == (0, 12)
+    assert lake.manifest("item_embeddings", DS2)["embedded"] == 0
 
 
 def test_key_change_or_full_refresh_reembeds_everything(tiny_model):
@@ -164,7 +169,6 @@ def test_empty_catalogue(tiny_model):
 # --- the job ---------------------------------------------------------------------------------------
 def test_job_writes_table_and_logs_mlflow_child_run(tiny_model, tmp_path, monkeypatch):
     import mlflow
-    from genre_lib import jobrun
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")  # artifacts in tmp, not the repo
@@ -177,7 +181,7 @@ def test_job_writes_table_and_logs_mlflow_child_run(tiny_model, tmp_path, monkey
     argv = ["--config", str(ROOT / "configs" / "default.yaml"), "--run-date", DS, "--run-id", "t1",
             "--set", f"lake.root={lake.root}", "--set", f"encoder.model={tiny_model}",
             "--set", "encoder.threads=1"]
-    assert jobrun.main("embed_texts", job.work, argv) == 0
+    assert job.main(argv) == 0
     assert lake.manifest("item_embeddings", DS)["embedded"] == 12
     run = mlflow.search_runs(experiment_names=["genre-nightly"], filter_string="tags.stage = 'embed_texts'",
                              output_format="list")[0]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from genre_lib import training
+from genre_lib import genre_data, registry, training
 from genre_lib.classifier import FinetunedClassifier, encoder_layers, predict_proba, tokenize
 from genre_lib.config import ClassifierConfig, EncoderConfig
 from genre_lib.tables import Lake
@@ -43,7 +43,7 @@ def enc_cfg(model: str) -> EncoderConfig:
 
 
 def embeddings(items: pd.DataFrame, model: str) -> pd.DataFrame:
-    from genre_lib.encoder import embed_items
+    from genre_lib.embed import embed_items
     return embed_items(items, enc_cfg(model)).table
 
 
@@ -58,7 +58,7 @@ def setup(tiny_model):
 @pytest.fixture(scope="module")
 def data(tiny_model):
     items = catalogue()
-    return training.build_data(items, embeddings(items, tiny_model), GENRES)
+    return genre_data.build_data(items, embeddings(items, tiny_model), GENRES)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_learns_well_above_the_prior(result):
 def test_finetuning_is_deterministic_on_cpu(data, setup):
     lab = data.labelled
     T, Y = setup.inputs(data)[lab], data.Y[lab]
-    tr = training.split_items(data.item_ids[lab], 0.15, 0.15, 13) == "train"
+    tr = genre_data.split_items(data.item_ids[lab], 0.15, 0.15, 13) == "train"
     cfg = ClassifierConfig(**{**FAST, "epochs": 2}, finetune_layers=1, finetune_on_cpu=True)
     (a, ha), (b, hb) = (training.train_finetune(setup, T[tr], Y[tr], T[~tr], Y[~tr], cfg) for _ in range(2))
     assert ha == hb
@@ -118,9 +118,13 @@ def test_finetuning_is_deterministic_on_cpu(data, setup):
 
 
 def test_too_many_layers_is_an_error_naming_both(tiny_model):
-    cfg = ClassifierConfig(finetune_layers=3, finetune_on_cpu=True)
-    with pytest.raises(ValueError, match=r"finetune_layers=3 .* only 2 transformer layers"):
-        training.prepare_finetune(cfg, enc_cfg(tiny_model), cuda=False)
+    from genre_lib.config import ConfigError, load_config
+    from genre_lib.pipeline import preflight
+
+    cfg = load_config(None, ["classifier.finetune_layers=3", f"encoder.model={tiny_model}"])
+    with pytest.raises(ConfigError, match=r"finetune_layers: 3 but encoder .* has only 2 transformer layers"):
+        preflight(cfg, "train_classifier")
+    preflight(cfg, "recommend")  # a stage that does not train is not held up by it
     with pytest.raises(ValueError, match=r"finetune_layers=3 .* only 2"):
         FinetunedClassifier(training.prepare_finetune(
             ClassifierConfig(finetune_layers=1, finetune_on_cpu=True), enc_cfg(tiny_model), cuda=False)[0].encoder,
@@ -147,19 +151,19 @@ def test_registered_finetuned_model_scores_texts_like_in_memory(result, data, se
 
     lab = data.labelled
     with mlflow.start_run():
-        v = training.log_classifier(result.model, result.inputs[lab], GENRES, result.thresholds, data.model_id,
+        v = registry.log_classifier(result.model, result.inputs[lab], GENRES, result.thresholds, data.model_id,
                                     "genre-classifier", "fp", result.features, setup.tokenizer,
                                     {"text_template": TEMPLATE, "max_length": result.inputs.shape[1] // 2})
         va = result.split == "val"
-        gate = training.champion_gate("genre-classifier", v, result.metrics["val_macro_f1"], data.X[lab][va],
+        gate = registry.champion_gate("genre-classifier", v, result.metrics["val_macro_f1"], data.X[lab][va],
                                       data.Y[lab][va], GENRES, data.model_id, features=data.features,
                                       texts_va=lambda tpl: data.encoder_texts(tpl)[lab][va])
     assert gate["gate_decision"] == "promoted"
-    champ = training.load_champion("genre-classifier")
+    champ = registry.load_champion("genre-classifier")
     assert champ.version == v and champ.meta["features"] == "finetuned:1:" + setup.model_id
     info = mlflow.models.get_model_info("models:/genre-classifier@champion")
     assert info.signature.inputs.to_dict()[0]["tensor-spec"]["dtype"] == "int64"
-    X = training.champion_inputs(champ, data)  # re-tokenized with the tokenizer saved with the model
+    X = registry.champion_inputs(champ, data)  # re-tokenized with the tokenizer saved with the model
     np.testing.assert_array_equal(X, result.inputs)
     np.testing.assert_allclose(predict_proba(champ.model, X), predict_proba(result.model, result.inputs),
                                atol=1e-5, rtol=0)

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_lib.metrics import model_variants, ranking_metrics
+from genre_lib.evaluate import model_variants
+from genre_lib.metrics import ranking_metrics
 from genre_lib.splits import stratified_split, temporal_split
 
 

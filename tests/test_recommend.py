@@ -12,6 +12,16 @@ import torch
 
 from genre_lib import recommend as rec
 from genre_lib.config import load_config
+from genre_lib.evaluate import genre_weights
+from genre_lib.pseudonym import pseudonymize
+from genre_lib.topk import topk_rows
+
+
+def fit(interactions, catalogue, cfg):
+    """As evaluation refits: genre weights from the genres stage's rule (numpy twin) on the same rows."""
+    weights = genre_weights(interactions, catalogue, cfg.genres, None)
+    return rec.fit(interactions, catalogue, weights, cfg.recommend, cfg.genres, cfg.clean.rating_max)
+
 
 ROOT = Path(__file__).resolve().parent.parent
 GENRES = ["Action", "Comedy", "Drama"]
@@ -49,28 +59,28 @@ def cfg():
 def fitted(cfg):
     inter, items, scores, emb = tiny_data()
     cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
-    return rec.fit(inter, cat, cfg), inter
+    return fit(inter, cat, cfg), inter
 
 
 def test_genre_weights_follow_the_seed_formula(cfg):
     inter = pd.DataFrame({"user_id": ["a", "a", "a"], "item_id": ["x", "y", "z"], "event": "view",
                           "ts": pd.Timestamp("2026-11-01", tz="UTC")})
+    items = pd.DataFrame({"item_id": ["x", "y", "z"], "title": "t", "genres": [["Action"], ["Action", "Drama"], []]})
     scores = pd.DataFrame({"item_id": ["x", "y", "y"], "genre": ["Action", "Action", "Drama"], "probability": [1.0, 1.0, 1.0]})
     cfg = load_config(None, ["recommend.gamma=0.25", "genres.multi_genre=split"])
-    model = rec.fit(inter, rec.Catalogue(item_genre_scores=scores), cfg)
+    model = fit(inter, rec.Catalogue(items=items, item_genre_scores=scores), cfg)
     # f(a, Action) = 1 + 1/2, f(a, Drama) = 1/2 (z has no genres) -> w = 0.75, 0.25
     assert model.genres == ["Action", "Drama"]
     np.testing.assert_allclose(model.user_genre[0], [0.75, 0.25])
-    raw = model.user_genre @ model.item_genre.T          # R = sum_c w s / sum_c w, sum_c w = 1
-    np.testing.assert_allclose(raw[0], [0.75, 1.0, 0.25])  # z: gamma everywhere -> R = gamma
-    frame = rec.user_genre_weights_frame(model)
-    assert list(frame["rank"]) == [1, 2] and frame["weight"].sum() == pytest.approx(1.0)
+    # R = sum_c w s / sum_c w; a missing (item, genre) score is gamma: x lacks Drama, z has none
+    r = rec.genre_r(model, np.zeros(3, int), np.arange(3))
+    np.testing.assert_allclose(r, [0.75 + 0.25 * 0.25, 1.0, 0.25], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("n,k,chunk", [(1000, 10, 64), (130, 7, 16), (50, 10, 64), (5, 10, 64)])
 def test_topk_rows_is_exact(n, k, chunk):
     s = torch.randn(9, n)
-    v, i = rec.topk_rows(s, k, chunk)
+    v, i = topk_rows(s, k, chunk)
     ref = torch.topk(s, min(k, n), dim=1)
     assert torch.equal(v, ref.values)
     assert torch.equal(torch.gather(s, 1, i), ref.values)
@@ -102,9 +112,9 @@ def test_recommendations_table_and_reasons(fitted, cfg):
     assert first["reason"].split(" | ")[0] in rec.COMPONENTS
     assert "like: Title " in first["reason"]
     assert frame["reason"].str.contains("genre: ").mean() > 0.5
-    from genre_lib.tables import SCHEMAS
+    from genre_lib.tables import schema
     import pyarrow as pa
-    pa.Table.from_pandas(frame[SCHEMAS["recommendations"][1].names], schema=SCHEMAS["recommendations"][1], preserve_index=False)
+    pa.Table.from_pandas(frame[schema("recommendations").names], schema=schema("recommendations"), preserve_index=False)
 
 
 def test_pseudonyms_are_keyed_and_stable(monkeypatch, fitted, cfg):
@@ -117,7 +127,7 @@ def test_pseudonyms_are_keyed_and_stable(monkeypatch, fitted, cfg):
     monkeypatch.setenv(rc.pseudonym_key_env, "k1")
     a = rec.recommendations_frame(model, top, rc)["user_id"]
     assert not set(a) & set(model.user_ids) and a.str.len().eq(32).all()
-    assert (rec.pseudonymize(["u01"], rc.pseudonym_key_env) == rec.pseudonymize(["u01"], rc.pseudonym_key_env)).all()
+    assert (pseudonymize(["u01"], rc.pseudonym_key_env) == pseudonymize(["u01"], rc.pseudonym_key_env)).all()
     monkeypatch.setenv(rc.pseudonym_key_env, "k2")
     assert not set(rec.recommendations_frame(model, top, rc)["user_id"]) & set(a)
 
@@ -128,8 +138,8 @@ def test_fit_sees_only_the_training_split(cfg):
     inter, items, scores, emb = tiny_data()
     train, test = temporal_split(inter, 0.2)
     cat = rec.Catalogue(items=items, item_genre_scores=scores, embeddings=emb)
-    model = rec.fit(train, cat, cfg)
-    full = rec.fit(inter, cat, cfg)
+    model = fit(train, cat, cfg)
+    full = fit(inter, cat, cfg)
     u = pd.Index(model.user_ids).get_indexer(test["user_id"])
     i = pd.Index(model.item_ids).get_indexer(test["item_id"])
     pairs = set(zip(train["user_id"], train["item_id"]))
@@ -145,7 +155,7 @@ def test_cf_learns_co_occurrence():
            [(f"v{u}", f"b{j}") for u in range(20) for j in range(5) if (u + j) % 5]
     inter = pd.DataFrame(rows, columns=["user_id", "item_id"])
     cfg = load_config(None, ["recommend.cf_reg=1"])
-    model = rec.fit(inter, rec.Catalogue(), cfg)
+    model = fit(inter, rec.Catalogue(), cfg)
     top = rec.recommend(model, {"cf": 1.0}, 1, 16)
     got = model.item_ids[top.items]
     assert all(i[0] == u[0].replace("u", "a").replace("v", "b") for u, i in zip(model.user_ids[top.users], got))
@@ -160,8 +170,8 @@ def test_cf_recency_weights_the_latest_items():
     np.testing.assert_allclose(m, [[1.0, 0.25, 0.5], [0.0, 1.0, 0.0]])
     # in the model: the recency only changes x_u, not B; off by default
     inter2, items, scores, emb = tiny_data()
-    plain = rec.fit(inter2, rec.Catalogue(), load_config(None, []))
-    recent = rec.fit(inter2, rec.Catalogue(), load_config(None, ["recommend.cf_recency_half_life=2"]))
+    plain = fit(inter2, rec.Catalogue(), load_config(None, []))
+    recent = fit(inter2, rec.Catalogue(), load_config(None, ["recommend.cf_recency_half_life=2"]))
     assert plain.cf_input is None and recent.cf_input.nnz == plain.seen.nnz
     np.testing.assert_array_equal(plain.ease, recent.ease)
     rows = np.arange(5)
@@ -178,9 +188,9 @@ def test_cf_rating_power_weights_input_and_fit():
     np.testing.assert_allclose(m, [[1.0, np.sqrt(0.8), 0.0], [0.0, 0.0, 1.0]], rtol=1e-6)
     # in the model: B is fit on the weighted matrix and x_u reads it; recency multiplies on top
     inter2, items, scores, emb = tiny_data()
-    plain = rec.fit(inter2, rec.Catalogue(), load_config(None, []))
-    rated = rec.fit(inter2, rec.Catalogue(), load_config(None, ["recommend.cf_rating_power=1"]))
-    both = rec.fit(inter2, rec.Catalogue(), load_config(None, ["recommend.cf_rating_power=1",
+    plain = fit(inter2, rec.Catalogue(), load_config(None, []))
+    rated = fit(inter2, rec.Catalogue(), load_config(None, ["recommend.cf_rating_power=1"]))
+    both = fit(inter2, rec.Catalogue(), load_config(None, ["recommend.cf_rating_power=1",
                                                                 "recommend.cf_recency_half_life=2"]))
     assert plain.cf_rating is None and rated.cf_input is rated.cf_rating
     assert not np.allclose(plain.ease, rated.ease)
@@ -206,6 +216,9 @@ def test_recommend_and_evaluate_jobs(tmp_path):
     lake.write_pandas("item_genre_scores", ds, scores, man)
     lake.write_pandas("item_genres", ds, scores.rename(columns={"probability": "score"}), man)
     lake.write_pandas("item_embeddings", ds, emb, man)
+    cfg = load_config(None, [])
+    weights = genre_weights(inter, rec.Catalogue(items=items), cfg.genres, pd.Timestamp(ds).date())
+    lake.write_pandas("user_genre_weights", ds, weights, man)
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PATH": "/usr/bin:/bin",
            "JAVA_HOME": __import__("os").environ.get("JAVA_HOME", ""), "HOME": str(tmp_path)}
     sets = ["--set", f"lake.root={lake.root}", "--set", "spark.master=local[1]", "--set", "spark.shuffle_partitions=2",
@@ -216,6 +229,18 @@ def test_recommend_and_evaluate_jobs(tmp_path):
         assert r.returncode == 0, r.stderr[-3000:]
     table = lake.read_pandas("recommendations", ds)
     assert len(table) == 5 * inter["user_id"].nunique()
+    assert lake.manifest("recommendations", ds)["schema_version"] == 2
+    # genre_r is the seed's R(u,i), recomputed from the two published tables (gamma = 0 where missing)
+    published_w, published_s = lake.read_pandas("user_genre_weights", ds), lake.read_pandas("item_genre_scores", ds)
+    sample = table[table["user_id"].isin(sorted(table["user_id"].unique())[::3])][["user_id", "item_id", "genre_r"]]
+    pairs = sample.merge(published_w[["user_id", "genre", "weight"]], on="user_id").merge(
+        published_s[["item_id", "genre", "probability"]], on=["item_id", "genre"], how="left").fillna({"probability": 0.0})
+    r = pairs.assign(ws=pairs["weight"] * pairs["probability"]).groupby(["user_id", "item_id"]).agg(
+        ws=("ws", "sum"), w=("weight", "sum"))
+    expect = (r["ws"] / r["w"]).rename("expect").reset_index()
+    got = sample.merge(expect, on=["user_id", "item_id"])
+    assert len(got) == len(sample) > 20 and got["expect"].nunique() > 3
+    np.testing.assert_allclose(got["genre_r"], got["expect"], rtol=0, atol=1e-9)
     assert table["reason"].str.len().gt(0).all()
     with open(f"{lake.partition('evaluation', ds)}/metrics.json") as f:
         payload = json.load(f)
@@ -233,3 +258,35 @@ def test_recommend_and_evaluate_jobs(tmp_path):
     assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
     arts = [a.path for a in mlflow.MlflowClient().list_artifacts(runs.iloc[0]["run_id"], "charts")]
     assert any(p.endswith("ndcg_at_10.png") for p in arts)
+
+
+def test_cold_items_protocol_ranks_only_held_out_items():
+    """cold_items: cold items lose all their interactions and their labels (rescore gives their genre
+    scores); every model ranks only them; random and genre-labels sit beside the blend."""
+    from genre_lib.evaluate import evaluate
+    from genre_lib.splits import cold_item_split
+
+    inter, items, scores, emb = tiny_data(n_users=40, n=900)
+    cfg = load_config(None, ["eval.protocol=cold_items", "eval.cold_item_share=0.25", "eval.k=5",
+                             "recommend.weights.genre=1", "recommend.weights.content=0.5"])
+    train, test, cold = cold_item_split(inter, 0.25, cfg.eval.seed)
+    assert 4 <= len(cold) <= 20 and not set(train.item_id) & set(cold) and set(test.item_id) <= set(cold)
+    asked = []
+
+    def rescore(cold_ids):  # a "classifier" that knows nothing about the cold items: uniform scores
+        asked.append(set(cold_ids))
+        hidden = scores["item_id"].isin(set(cold_ids))
+        flat = pd.DataFrame({"item_id": np.repeat(sorted(set(cold_ids)), len(GENRES)),
+                             "genre": GENRES * len(set(cold_ids)), "probability": 1 / len(GENRES)})
+        return pd.concat([scores[~hidden][["item_id", "genre", "probability"]], flat], ignore_index=True)
+
+    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
+    payload = evaluate(inter, cat, cfg, rescore=rescore)
+    assert asked == [set(cold)] and payload["cold_items"] == len(cold)
+    models = payload["models"]
+    assert {"blend", "genre", "content", "random", "genre-labels"} <= set(models)
+    assert not any(n.startswith("blend-") for n in models)
+    assert all(m["coverage@5"] <= 1.0 for m in models.values())
+    # the labels scorer sees through the uniform "predictions": it ranks the users' genres first
+    assert models["genre-labels"]["ndcg@5"] > models["genre"]["ndcg@5"]
+    assert models["genre-labels"]["ndcg@5"] > models["random"]["ndcg@5"]

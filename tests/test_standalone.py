@@ -88,6 +88,7 @@ def _frame(lake, table):
 def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_path):
     from genre_lib import clean, genres
     from genre_lib.config import load_config
+    from genre_lib.jobrun import JobContext
     from genre_lib.tables import Lake
 
     url, ui = cluster
@@ -110,11 +111,10 @@ def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_pat
         assert apps[f"genre-{job}"]["state"] == "FINISHED" and apps[f"genre-{job}"]["cores"] > 0
 
     # the same stages in local mode, as reference
-    cfg = load_config(None, [*common, f"lake.root={tmp_path / 'lake-local'}"])
+    cfg = load_config(str(ROOT / "configs" / "default.yaml"), [*common, f"lake.root={tmp_path / 'lake-local'}"])
     local = Lake(cfg.lake_root)
-    manifest = {"run_id": "local", "config_hash": cfg.hash()}
-    clean.run(spark, cfg, local, D, manifest)
-    genres.run(spark, cfg, local, D, manifest)
+    clean.run(JobContext.of("clean_interactions", cfg, D, "local", spark))
+    genres.run(JobContext.of("genre_weights", cfg, D, "local", spark))
 
     remote = Lake(str(tmp_path / "lake-cluster"))
     assert remote.manifest("interactions_clean", D)["quarantined_rows"] > 0  # the dirty rows took part

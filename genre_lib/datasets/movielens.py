@@ -11,7 +11,7 @@ ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "C
                  "Romance", "Sci-Fi", "Thriller", "War", "Western"]
 
 
-def _require(path: Path) -> Path:
+def require(path: Path) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"data.path: {path} not found")
     return path
@@ -19,24 +19,18 @@ def _require(path: Path) -> Path:
 
 def load_100k_items(path: str | Path) -> pd.DataFrame:
     cols = ["item_id", "title", "release", "video", "url", *ML100K_GENRES]
-    raw = pd.read_csv(_require(Path(path) / "u.item"), sep="|", names=cols, encoding="latin-1", dtype=str)
+    raw = pd.read_csv(require(Path(path) / "u.item"), sep="|", names=cols, encoding="latin-1", dtype=str)
     flags = raw[ML100K_GENRES].astype(int).to_numpy().astype(bool)
     genres = [[g for g, f in zip(ML100K_GENRES, row) if f and g != "unknown"] for row in flags]
     return pd.DataFrame({"item_id": raw["item_id"], "title": raw["title"].fillna(""), "description": None,
                          "genres": genres, "tags": None})
 
 
-def load_100k_interactions(path: str | Path) -> pd.DataFrame:
-    df = pd.read_csv(_require(Path(path) / "u.data"), sep="\t", names=["user_id", "item_id", "rating", "ts"],
-                     dtype=str)
-    return df.assign(event="rate")[["user_id", "item_id", "event", "rating", "ts"]]
-
-
 def in_source_order(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     """`df` (ML-100k interactions from the lake) in u.data's row order. The lake keeps no row order,
     but Recommenders' stratified split draws one random number per row in file order: this is what
     makes the nightly `stratified` evaluation the published split. Rows not in u.data go last."""
-    src = pd.read_csv(_require(Path(path) / "u.data"), sep="\t", names=["user_id", "item_id", "rating", "ts"],
+    src = pd.read_csv(require(Path(path) / "u.data"), sep="\t", names=["user_id", "item_id", "rating", "ts"],
                       usecols=["user_id", "item_id"], dtype=str)
     pos = pd.Series(range(len(src)), index=pd.MultiIndex.from_frame(src)).groupby(level=[0, 1]).first()
     key = pd.MultiIndex.from_frame(df[["user_id", "item_id"]].astype(str))
@@ -47,7 +41,7 @@ def in_source_order(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
 
 def load_csv_items(path: str | Path) -> pd.DataFrame:
     """ml-latest-small / ML-20M / ML-25M: movies.csv (movieId,title,genres) and tags.csv."""
-    movies = pd.read_csv(_require(Path(path) / "movies.csv"), dtype=str)
+    movies = pd.read_csv(require(Path(path) / "movies.csv"), dtype=str)
     tags_path = Path(path) / "tags.csv"
     tags = None
     if tags_path.exists():
@@ -61,4 +55,4 @@ def load_csv_items(path: str | Path) -> pd.DataFrame:
 
 
 def interactions_csv_path(path: str | Path) -> Path:
-    return _require(Path(path) / "ratings.csv")
+    return require(Path(path) / "ratings.csv")

@@ -6,27 +6,16 @@ follows a power law, titles and descriptions use words that carry the genre, ite
 genres (and a few have none, to be predicted), and a share of rows is dirty in the ways the clean
 job must catch. Vectorised numpy, written day by day, so it scales to tens of millions of rows.
 
-Calibration, and why (each choice is about realism, not about which model wins):
-- Item popularity: a lognormal appeal (sigma 1.6) within each genre. On the default profile (600
-  items) the top item gets ~1.4% of events, ~9x the uniform share, and the top 1/5/10/20/50% of
-  items ~7/25/40/60/90% of events: ML-100k's curve is 0.6% (9.8x uniform) and 8/26/43/65/93%.
-  (The former pareto(1.2) gave the top item 11% of all events and the top 1% of items 27%.)
-- User activity: lognormal (sigma 1): ML-100k's users have mean/median 106/65 events, which a
-  lognormal matches at sigma ~1. (pareto(1.5) over 400 users gave one user 22% of all events.)
-- New items are new: a user's fresh event goes to an item they have not touched (redrawn within
-  the genre), as in catalogue data where nobody watches the same blockbuster eight times;
-  separately a quarter of events return to an item the user touched a few events earlier (the
-  view -> click -> rate/purchase funnel, re-watches). i.i.d. draws from the power law had made
-  ~48% of all rows repeats of a (user, item) pair, mostly of the head items.
-- Texts: per genre 38-49 nouns and 15 adjectives of real English, used with Zipf frequencies
-  (1/rank), shared with neutral nouns/adjectives in sentence frames ("When the {N} {V} the {N}, a
-  {A} {N} must {B} the {N}."), so titles and descriptions read like sentences, a genre's texts
-  vary and a test item shares only some words with training items of its genre. The share of
-  genre-bearing content words is as before (titles 0.6, descriptions 0.45). Related genres share
-  some words (detective: Thriller and Crime). The former 10 fixed words per genre made every
-  text a bag of the same keywords, which exact-word models (TF-IDF) fit perfectly and no real
-  catalogue resembles.
-- Time: one clock per event (day and second drawn together and sorted), so row order is time order.
+Calibrated for realism, not for any model to win:
+- item popularity: lognormal appeal (sigma 1.6) within each genre; on the default profile the top
+  1/5/10/20/50% of items get ~7/25/40/60/90% of events, close to ML-100k's 8/26/43/65/93%;
+- user activity: lognormal (sigma 1), as ML-100k's per-user counts (mean/median 106/65);
+- a fresh event goes to an item the user has not touched (redrawn within the genre); separately a
+  quarter of events return to an item touched a few events earlier (view -> click -> rate funnels);
+- texts: per genre 38-49 nouns and 15 adjectives of real English with Zipf frequencies, mixed with
+  neutral words in sentence frames, so a genre's texts vary and a test item shares only some
+  words with training items of its genre (related genres share some words);
+- time: one clock per event (day and second drawn together and sorted): row order is time order.
 """
 from __future__ import annotations
 

@@ -13,18 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genre_lib.tables import SCHEMAS, Lake
+from genre_lib.tables import STAGES, Lake, outputs, schema
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ["clean_interactions", "genre_weights", "embed_texts", "train_classifier", "recommend", "evaluate"]
-OUTPUTS = {
-    "clean_interactions": ["interactions_clean", "interactions_quarantine", "items_clean"],
-    "genre_weights": ["user_genre_weights", "item_genres", "genre_vocab"],
-    "embed_texts": ["item_embeddings"],
-    "train_classifier": ["item_genre_scores"],
-    "recommend": ["recommendations"],
-    "evaluate": ["evaluation"],
-}
+OUTPUTS = {stage: outputs(stage) for stage in STAGES}  # the writer stages declared in tables.py
 TINY = ["data.synthetic.users=40", "data.synthetic.items=60", "data.synthetic.interactions=1500",
         "data.synthetic.days=3", "spark.shuffle_partitions=2", "spark.master=local[2]", "classifier.epochs=5",
         "encoder.max_length=32"]
@@ -33,7 +25,8 @@ TINY = ["data.synthetic.users=40", "data.synthetic.items=60", "data.synthetic.in
 class Workspace:
     def __init__(self, tmp: Path, extra: list[str] | None = None):
         self.tmp = tmp
-        self.overrides = [f"lake.root={tmp}/lake", f"data.path={tmp}/data", *TINY, *(extra or [])]
+        self.overrides = [f"lake.root={tmp}/lake", f"data.path={tmp}/data", f"publish.sqlite_path={tmp}/serving.db",
+                          *TINY, *(extra or [])]
         self.lake = Lake(str(tmp / "lake"))
         self.env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db", "HF_HUB_OFFLINE": "1",
                     "PYSPARK_PYTHON": sys.executable, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
@@ -86,6 +79,11 @@ class Workspace:
 
 
 def read_table(lake: Lake, table: str, ds: str):
+    if table == "publish_log":  # the gate's verdict on the night's numbers (versions count up per publish)
+        if ds not in lake.committed(table):
+            return None
+        d = json.loads((Path(lake.partition(table, ds)) / "decision.json").read_text())["decision"]
+        return {k: d[k] for k in ("publish", "metric", "baseline", "metric_name", "model")}
     if table == "evaluation":
         path = Path(lake.partition(table, ds)) / "metrics.json"
         return json.loads(path.read_text())["models"] if ds in lake.committed(table) else None
@@ -93,7 +91,7 @@ def read_table(lake: Lake, table: str, ds: str):
         return None
     df = lake.read_pandas(table, ds)
     assert lake.manifest(table, ds)["row_count"] == len(df)
-    keys = [c for c in SCHEMAS[table][1].names if df[c].map(lambda v: isinstance(v, (list, np.ndarray))).sum() == 0]
+    keys = [c for c in schema(table).names if df[c].map(lambda v: isinstance(v, (list, np.ndarray))).sum() == 0]
     return df.sort_values(keys).reset_index(drop=True)
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 
 from genre_lib import clean
 from genre_lib.config import SyntheticConfig, load_config
+from genre_lib.jobrun import JobContext
 from genre_lib.datasets import synthetic
 from genre_lib.tables import Lake
 
@@ -67,7 +68,7 @@ def test_twelve_kinds_empty_and_missing_days(spark, tmp_path):
     cfg = load_config(None, [f"lake.root={tmp_path}/lake", "data.format=raw", f"data.path={root}",
                              "clean.max_events_per_user_day=250", "clean.late_days=2"])
     lake = Lake(cfg.lake_root)
-    totals = clean.run(spark, cfg, lake, D, M)
+    totals = clean.run(JobContext.of("clean_interactions", cfg, D, M["run_id"], spark))
 
     reasons = lake.read_pandas("interactions_quarantine", str(D)).groupby("reason").size().to_dict()
     expected = {k: len(v) for k, v in bad.items() if not k.startswith("duplicate")}

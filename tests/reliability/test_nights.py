@@ -36,8 +36,8 @@ def test_same_night_three_times(tmp_path):
 
 @pytest.mark.slow
 def test_three_consecutive_nights(tmp_path):
-    ws = Workspace(tmp_path, ["genres.half_life_days=1", "data.synthetic.days=5", "clean.late_days=0",
-                              "clean.catch_up=false"])
+    ws = Workspace(tmp_path, ["genres.half_life_days=1", "genres.rating_weighted=false", "genres.shrinkage=0",
+                              "data.synthetic.days=5", "clean.late_days=0", "clean.catch_up=false"])
     ws.generate()
     nights = ["2026-11-20", "2026-11-21", "2026-11-22"]
     for n, night in enumerate(nights):

@@ -1,0 +1,212 @@
+"""Stage evaluate: split the night's history by `eval.protocol`, fit every scorer on the training
+part only, rank the blend, each scorer alone, each ablation and popularity for the test users, and
+score them (metrics.py); metrics.json in the lake, the same plus charts and a report in MLflow."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import replace
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+from genre_lib import recommend as rec
+from genre_lib.catalogue import Catalogue
+from genre_lib.datasets.source import source_for
+from genre_lib.metrics import METRICS, ranking_metrics, spark_ranking_metrics
+from genre_lib.genres import item_genres_pandas, user_genre_weights_pandas
+from genre_lib.html_report import log_report
+from genre_lib.splits import cold_item_split, split
+from genre_lib.tables import read_history_pandas
+
+
+def model_variants(weights: dict, available: dict) -> dict[str, dict]:
+    """name -> weights: the blend, each available scorer alone, and the blend without each one
+    (skipped where that leaves nothing or equals another variant)."""
+    used = {c: w for c, w in weights.items() if w > 0 and available.get(c)}
+    variants = {"blend": dict(used)}
+    for c in ("genre", "content", "cf", "popularity"):
+        if available.get(c):
+            variants[c] = {c: 1.0}
+    if len(used) > 1:
+        for c in used:
+            rest = {d: w for d, w in used.items() if d != c}
+            variants[f"blend-{c}"] = rest
+    return variants
+
+
+def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genres: Optional[pd.DataFrame] = None,
+             spark=None, run_date: Optional[dt.date] = None,
+             rescore: Optional[Callable[[np.ndarray], pd.DataFrame]] = None) -> dict:
+    """Split by cfg.eval.protocol, fit every scorer on the training split only (the genre weights
+    with genres.py's numpy twin, anchored at `run_date`, default the last interaction's day), rank
+    every variant for the test users with training items removed, score with the Spark metrics
+    when `spark` is given (else the numpy reference). Returns the metrics.json payload.
+
+    cold_items: `rescore(cold ids)` gives item_genre_scores from a classifier that never saw the
+    cold items' labels; every variant ranks the cold items only, beside a seeded `random` and
+    `genre-labels` (the genre scorer given the cold items' true labels: the classifier's ceiling)."""
+    ec, k = cfg.eval, cfg.eval.k
+    cold = None
+    if ec.protocol == "cold_items":
+        train, test, cold = cold_item_split(interactions, ec.cold_item_share, ec.seed)
+        if rescore is None:
+            raise ValueError("eval.protocol=cold_items needs the classifier rescored without the cold items' labels")
+        labels = None
+        if catalogue.items is not None:
+            exploded = catalogue.items[["item_id", "genres"]].explode("genres").dropna(subset=["genres"])
+            labels = pd.DataFrame({"item_id": exploded["item_id"].astype(str), "genre": exploded["genres"].astype(str),
+                                   "probability": 1.0})
+        catalogue = replace(catalogue, item_genre_scores=rescore(cold))
+    else:
+        train, test = split(interactions, ec.protocol, ec.holdout_share, ec.seed)
+    model = rec.fit(train, catalogue, genre_weights(train, catalogue, cfg.genres, run_date), cfg.recommend,
+                    cfg.genres, cfg.clean.rating_max)
+    test = test.assign(user_id=test["user_id"].astype(str), item_id=test["item_id"].astype(str))
+    # Recommendations never repeat a training item, so a held-out repeat of one can't be relevant:
+    # truth is the user's new items (a no-op for ML-100k, where each user rates an item once).
+    seen = train[["user_id", "item_id"]].astype(str).drop_duplicates()
+    test = test.merge(seen, on=["user_id", "item_id"], how="left", indicator=True)
+    test = test[test["_merge"] == "left_only"].drop(columns="_merge")
+    users = np.flatnonzero(pd.Index(model.user_ids).isin(test["user_id"].unique()))
+    if item_genres is None and catalogue.item_genre_scores is not None:
+        item_genres = catalogue.item_genre_scores.rename(columns={"probability": "score"})
+    item_users = pd.DataFrame({"item_id": model.item_ids, "users": np.asarray(model.seen.sum(0)).ravel()})
+    candidates = None if cold is None else np.flatnonzero(pd.Index(model.item_ids).isin(set(cold)))
+    extra = dict(n_catalogue=model.n_items if cold is None else len(candidates), n_train_users=model.n_users)
+
+    weights = cfg.recommend.weights.model_dump()
+    variants = model_variants(weights, model.available)
+    if cold is not None:  # the ablations are moot where cf and popularity are blind
+        variants = {n: w for n, w in variants.items() if not n.startswith("blend-")}
+    ranked = {}
+    for name, w in variants.items():
+        top = rec.recommend(model, w, k, cfg.recommend.block_users, users=users, candidates=candidates)
+        ranked[name] = (model, top)
+    if cold is not None:
+        if model.available.get("genre") and labels is not None:
+            s, has, _ = rec.item_genre_matrix(labels, model.item_ids, cfg.recommend.gamma, model.genres)
+            truth = replace(model, item_genre=s, item_has_genre=has)
+            ranked["genre-labels"] = (truth, rec.recommend(truth, {"genre": 1.0}, k, cfg.recommend.block_users,
+                                                           users=users, candidates=candidates))
+            variants["genre-labels"] = {"genre": 1.0}
+        variants["random"] = {}
+    models = {}
+    for name in variants:
+        if name == "random":
+            recs = random_recs(model.user_ids[users], model.item_ids[candidates], k, ec.seed)
+        else:
+            m, top = ranked[name]
+            recs = pd.DataFrame({"user_id": m.user_ids[top.users], "item_id": m.item_ids[top.items], "rank": top.rank})
+        if spark is not None:
+            to = lambda df: spark.createDataFrame(df)  # noqa: E731
+            models[name] = spark_ranking_metrics(
+                to(test[["user_id", "item_id"]]), to(recs), k, item_users=to(item_users), **extra,
+                item_genres=None if item_genres is None else to(item_genres[["item_id", "genre", "score"]]))
+        else:
+            models[name] = ranking_metrics(test, recs, k, item_genres=item_genres, item_users=item_users, **extra)
+    # models holds metric values only, so a reader can iterate them; each variant's blend weights sit apart
+    payload = {"primary": "blend", "protocol": ec.protocol, "k": k, "variants": variants,
+               "train_rows": int(len(train)), "test_rows": int(len(test)), "models": models}
+    if cold is not None:
+        payload["cold_items"] = int(len(candidates))
+    return payload
+
+
+def genre_weights(train: pd.DataFrame, catalogue: Catalogue, gc, run_date: Optional[dt.date]) -> Optional[pd.DataFrame]:
+    """user_genre_weights of a training split, by the rule the genres stage publishes with."""
+    if catalogue.items is None or train.empty:
+        return None
+    if run_date is None:
+        run_date = pd.to_datetime(train["ts"], utc=True).max().date() if "ts" in train else dt.date.today()
+    memberships = item_genres_pandas(catalogue.items, gc.multi_genre)
+    return user_genre_weights_pandas(train, memberships, gc, run_date)
+
+
+def random_recs(user_ids: np.ndarray, item_ids: np.ndarray, k: int, seed: int) -> pd.DataFrame:
+    """A seeded uniform draw of k candidates per user: the floor every model must clear."""
+    rng = np.random.default_rng(seed)
+    k = min(k, len(item_ids))
+    picks = np.stack([rng.choice(len(item_ids), k, replace=False) for _ in user_ids]) if len(user_ids) else np.zeros((0, k), int)
+    return pd.DataFrame({"user_id": np.repeat(user_ids, k), "item_id": item_ids[picks.ravel()],
+                         "rank": np.tile(np.arange(1, k + 1), len(user_ids))})
+
+
+def markdown_report(payload: dict) -> str:
+    k = payload["k"]
+    cols = [f"{m}@{k}" for m in METRICS]
+    lines = [f"# Evaluation ({payload['protocol']}, k={k}, primary: {payload['primary']})", "",
+             f"train rows {payload['train_rows']}, test rows {payload['test_rows']}", "",
+             "| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, m in payload["models"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{m.get(c, float('nan')):.4f}" for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def log_to_mlflow(payload: dict) -> dict:
+    """Metrics per model (`<model>.<metric>`), a bar chart per metric, the report and the payload."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    k = payload["k"]
+    flat = {}
+    for name, m in payload["models"].items():
+        for key, v in m.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                flat[f"{name}.{key}".replace("@", "_at_")] = float(v)
+    mlflow.log_metrics(flat)
+    names = list(payload["models"])
+    for metric in METRICS:
+        key = f"{metric}@{k}"
+        vals = [payload["models"][n].get(key, np.nan) for n in names]
+        fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(names) + 2), 3))
+        ax.bar(names, vals, color=["C1" if n == payload["primary"] else "C0" for n in names])
+        ax.set_title(key)
+        ax.tick_params(axis="x", rotation=45, labelsize=8)
+        fig.tight_layout()
+        mlflow.log_figure(fig, f"charts/{metric}_at_{k}.png")
+        plt.close(fig)
+    mlflow.log_text(markdown_report(payload), "report.md")
+    mlflow.log_dict(payload, "metrics.json")
+    log_report(payload)  # report.html; metric keys the same every night
+    p = payload["models"][payload["primary"]]
+    return {f"primary_{key}".replace("@", "_at_"): v for key, v in p.items() if isinstance(v, (int, float))}
+
+
+def rescore_hiding_labels(ctx, hidden: set) -> pd.DataFrame:
+    """item_genre_scores from a classifier trained as the night's train stage does, but with the
+    `hidden` items' genre labels removed: their scores are the model's predictions."""
+    from genre_lib import genre_data
+    from genre_lib.classifier import predict_proba
+    from genre_lib.training import run_experiment
+
+    items = ctx.lake.read_pandas("items_clean", ctx.ds)
+    items["genres"] = [[] if i in hidden else g for i, g in zip(items["item_id"], items["genres"])]
+    vocab_ds = ctx.lake.latest("genre_vocab", ctx.ds)
+    genres = genre_data.genre_order(ctx.lake.read_pandas("genre_vocab", vocab_ds) if vocab_ds else None, items)
+    cfg = ctx.cfg.classifier
+    encode_words = None
+    if cfg.word_branch != "off":
+        from genre_lib.encoder import TextEncoder
+        encode_words = TextEncoder.from_config(ctx.cfg.encoder, progress_every_s=0).encode
+    data = genre_data.build_data(items, ctx.lake.read_pandas("item_embeddings", ctx.ds), genres, encode_words,
+                                 cfg.max_words, ctx.cfg.encoder.model)
+    result = run_experiment(data, cfg)
+    return genre_data.score_items(data, predict_proba(result.model, result.inputs))
+
+
+def run(ctx) -> dict:
+    history = read_history_pandas(ctx.lake, ctx.ds, ctx.cfg.genres.lookback_days)
+    if ctx.cfg.eval.protocol == "stratified":
+        history = source_for(ctx.cfg).source_order(history)  # a published split's row order
+    catalogue = Catalogue.from_lake(ctx.lake, ctx.ds)
+    genres_ds = ctx.lake.latest("item_genres", ctx.ds)
+    item_genres = ctx.lake.read_pandas("item_genres", genres_ds) if genres_ds else None
+    rescore = (lambda cold: rescore_hiding_labels(ctx, set(cold))) if ctx.cfg.eval.protocol == "cold_items" else None
+    payload = evaluate(history, catalogue, ctx.cfg, item_genres=item_genres, spark=ctx.spark,
+                       run_date=ctx.run_date, rescore=rescore)
+    ctx.lake.write_json("evaluation", ctx.ds, "metrics.json", payload, ctx.manifest())
+    return log_to_mlflow(payload)
