@@ -53,11 +53,8 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
         train, test, cold = cold_item_split(interactions, ec.cold_item_share, ec.seed)
         if rescore is None:
             raise ValueError("eval.protocol=cold_items needs the classifier rescored without the cold items' labels")
-        labels = None
-        if catalogue.items is not None:
-            exploded = catalogue.items[["item_id", "genres"]].explode("genres").dropna(subset=["genres"])
-            labels = pd.DataFrame({"item_id": exploded["item_id"].astype(str), "genre": exploded["genres"].astype(str),
-                                   "probability": 1.0})
+        labels = None if catalogue.items is None else item_genres_pandas(catalogue.items, "full").rename(
+            columns={"score": "probability"})  # the true labels, 1 per (item, genre)
         catalogue = replace(catalogue, item_genre_scores=rescore(cold))
     else:
         train, test = split(interactions, ec.protocol, ec.holdout_share, ec.seed)
@@ -179,23 +176,13 @@ def log_to_mlflow(payload: dict) -> dict:
 def rescore_hiding_labels(ctx, hidden: set) -> pd.DataFrame:
     """item_genre_scores from a classifier trained as the night's train stage does, but with the
     `hidden` items' genre labels removed: their scores are the model's predictions."""
-    from genre_lib import genre_data
     from genre_lib.classifier import predict_proba
-    from genre_lib.training import run_experiment
+    from genre_lib.genre_data import score_items
+    from genre_lib.training import night_data, run_experiment
 
-    items = ctx.lake.read_pandas("items_clean", ctx.ds)
-    items["genres"] = [[] if i in hidden else g for i, g in zip(items["item_id"], items["genres"])]
-    vocab_ds = ctx.lake.latest("genre_vocab", ctx.ds)
-    genres = genre_data.genre_order(ctx.lake.read_pandas("genre_vocab", vocab_ds) if vocab_ds else None, items)
-    cfg = ctx.cfg.classifier
-    encode_words = None
-    if cfg.word_branch != "off":
-        from genre_lib.encoder import TextEncoder
-        encode_words = TextEncoder.from_config(ctx.cfg.encoder, progress_every_s=0).encode
-    data = genre_data.build_data(items, ctx.lake.read_pandas("item_embeddings", ctx.ds), genres, encode_words,
-                                 cfg.max_words, ctx.cfg.encoder.model)
-    result = run_experiment(data, cfg)
-    return genre_data.score_items(data, predict_proba(result.model, result.inputs))
+    data, _ = night_data(ctx, frozenset(hidden))
+    result = run_experiment(data, ctx.cfg.classifier)
+    return score_items(data, predict_proba(result.model, result.inputs))
 
 
 def run(ctx) -> dict:

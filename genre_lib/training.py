@@ -308,6 +308,25 @@ def metric_key(genre: str) -> str:
 
 
 # --- the stage ------------------------------------------------------------------------------------
+def night_data(ctx, hidden: frozenset = frozenset(), words: bool = True) -> tuple[GenreData, Optional[str]]:
+    """The night's classifier inputs (items_clean + item_embeddings, genres in the vocabulary's order,
+    each content word embedded once when `words` and the word branch is on) and the vocabulary's ds;
+    `hidden` items lose their genre labels (cold-item evaluation)."""
+    from genre_lib import genre_data
+
+    items = ctx.lake.read_pandas("items_clean", ctx.ds)
+    if hidden:
+        items["genres"] = [[] if i in hidden else g for i, g in zip(items["item_id"], items["genres"])]
+    vocab_ds = ctx.lake.latest("genre_vocab", ctx.ds)
+    genres = genre_data.genre_order(ctx.lake.read_pandas("genre_vocab", vocab_ds) if vocab_ds else None, items)
+    cfg, encode_words = ctx.cfg.classifier, None
+    if words and cfg.word_branch != "off":
+        from genre_lib.encoder import TextEncoder
+        encode_words = TextEncoder.from_config(ctx.cfg.encoder, progress_every_s=0).encode
+    embeddings = ctx.lake.read_pandas("item_embeddings", ctx.ds)
+    return genre_data.build_data(items, embeddings, genres, encode_words, cfg.max_words, ctx.cfg.encoder.model), vocab_ds
+
+
 def run(ctx) -> dict:
     """Train on the night's embeddings, compare with the baselines, register, let the champion gate
     decide, then score every item with the champion: items_clean, item_embeddings and genre_vocab at
@@ -319,19 +338,12 @@ def run(ctx) -> dict:
     from genre_lib import genre_data, plots, registry
 
     cfg = ctx.cfg.classifier
-    items = ctx.lake.read_pandas("items_clean", ctx.ds)
-    embeddings = ctx.lake.read_pandas("item_embeddings", ctx.ds)
-    vocab_ds = ctx.lake.latest("genre_vocab", ctx.ds)
-    vocab = ctx.lake.read_pandas("genre_vocab", vocab_ds) if vocab_ds else None
-    genres = genre_data.genre_order(vocab, items)
     finetune, skipped = prepare_finetune(cfg, ctx.cfg.encoder)
     if skipped:
         mlflow.set_tag("finetune_skipped", skipped)
-    encode_words = None
-    if cfg.word_branch != "off" and finetune is None:  # a fine-tuned model reads token ids, not words
-        from genre_lib.encoder import TextEncoder  # each distinct content word embedded once
-        encode_words = TextEncoder.from_config(ctx.cfg.encoder, progress_every_s=0).encode
-    data = genre_data.build_data(items, embeddings, genres, encode_words, cfg.max_words, ctx.cfg.encoder.model)
+    # a fine-tuned model reads token ids, not words
+    data, vocab_ds = night_data(ctx, words=finetune is None)
+    genres = data.genres
 
     template = ctx.cfg.encoder.text_template
     leaks = genre_data.template_leaks_labels(template)
