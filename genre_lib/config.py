@@ -9,7 +9,7 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -198,6 +198,34 @@ class RecommendConfig(_Section):
     pseudonym_key_env: str = "GENRE_PSEUDONYM_KEY"
 
 
+class RerankConfig(_Section):
+    """The learned second stage (genre_lib/rerank.py): LightGBM lambdarank re-orders the blend's top
+    `candidates` items per user. It is trained on a split of the stage's own data by eval.protocol
+    (labels: the inner holdout's items; early stopping and the auto decision on a `val_share` slice
+    of those users). off: the blend alone, every table as without a re-ranker; on: always re-rank;
+    auto: re-rank only if it beats the blend's nDCG@eval.k on that validation slice."""
+    enabled: Literal["auto", "on", "off"] = "off"
+    candidates: int = Field(200, ge=2, le=5000)
+    num_leaves: int = Field(31, ge=2)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    n_estimators: int = Field(300, ge=1)
+    early_stopping_rounds: int = Field(30, ge=1)
+    min_child_samples: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    val_share: float = Field(0.2, gt=0, lt=1)
+    max_train_users: Optional[int] = Field(None, ge=10)  # cost cap: a seeded sample of the fitting slice
+    last_items: int = Field(5, ge=1)  # the user's newest items the sequence features compare with
+    ablations: bool = True  # evaluate: retrain without each feature group (rerank-<group>)
+    threads: int = Field(2, ge=1)
+    seed: int = 7
+
+    @field_validator("enabled", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, v):
+        # YAML 1.1 reads a bare on/off as a boolean: `enabled: on` means "on"
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
+
 class EvalConfig(_Section):
     # temporal: each user's last holdout_share by time; stratified: Recommenders' split (ML-100k's
     # published tables); cold_items: a cold_item_share of items held out with all their interactions
@@ -206,6 +234,64 @@ class EvalConfig(_Section):
     holdout_share: float = Field(0.2, gt=0, lt=1)
     cold_item_share: float = Field(0.2, gt=0, lt=1)
     seed: int = 42
+    # N > 1: user-level k-fold cross-validation of the A/B variants (genre_lib/ab_eval.py): users in
+    # N seeded folds, each fold's users tested on their holdout while everyone else's history trains
+    folds: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _folds_split_users(self) -> "EvalConfig":
+        if self.folds > 1 and self.protocol == "cold_items":
+            raise ValueError("folds > 1 splits users, cold_items holds out items: use protocol temporal or stratified")
+        return self
+
+
+# A user's variant is a keyed hash of the user id: names end up in MLflow metric keys (ab.<name>.*)
+# and as keys of metrics.json's variants_ab beside "difference", hence the restricted spelling.
+AB_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+# These would mix pseudonymised and raw ids in one table, so they can't differ between variants.
+AB_FIXED = ("recommend.pseudonymize_users", "recommend.pseudonym_key_env")
+
+
+class AbVariant(_Section):
+    name: str = Field(pattern=AB_NAME)
+    share: float = Field(gt=0, le=1)
+    overrides: dict[str, Any] = {}  # dotted recommend.* key -> value, applied like `--set key=value`
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v in ("difference", "diff"):
+            raise ValueError(f"{v!r} is reserved (the difference between the first two variants)")
+        return v
+
+
+class AbConfig(_Section):
+    """A/B variants of the ranker (genre_lib/ab.py): no variants = A/B off. Users are assigned by
+    HMAC-SHA256(salt, user id), so a user keeps their variant until the salt changes."""
+    salt: str = ""
+    variants: list[AbVariant] = []
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> "AbConfig":
+        if not self.variants and not self.salt:
+            return self  # A/B off
+        if len(self.variants) < 2:
+            raise ValueError(f"variants: needs at least 2 variants, got {len(self.variants)}")
+        if not self.salt.strip():
+            raise ValueError("salt: must not be empty (it keys the assignment of users to variants)")
+        names = [v.name for v in self.variants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variants: duplicate names {dupes}")
+        total = sum(v.share for v in self.variants)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"variants: shares must sum to 1, got {total:.6g} ({dict(zip(names, (v.share for v in self.variants)))})")
+        for v in self.variants:
+            for key in v.overrides:
+                if not key.startswith("recommend.") or key in AB_FIXED:
+                    raise ValueError(f"variants[{v.name}].overrides.{key}: only recommend.* keys may differ "
+                                     f"between variants{' (not ' + ', '.join(AB_FIXED) + ')' if key in AB_FIXED else ''}")
+        return self
 
 
 class SparkConfig(_Section):
@@ -243,6 +329,112 @@ class PublishConfig(_Section):
     force: bool = False
 
 
+# The default search space of genre_tuning (genre_lib/tuning.py): what the ranker exposes, with
+# ranges wide enough for data unlike the shipped profiles'. cf's weight stays 1 (the blend is scale-free).
+DEFAULT_SPACE = {
+    "recommend.weights.genre": {"low": 0.01, "high": 2.0, "log": True},
+    "recommend.weights.content": {"low": 0.01, "high": 2.0, "log": True},
+    "recommend.weights.popularity": {"low": 0.01, "high": 2.0, "log": True},
+    "recommend.cf_reg": {"low": 10.0, "high": 3000.0, "log": True},
+    "recommend.cf_dropout": {"low": 0.0, "high": 0.9},
+    "recommend.cf_rating_power": {"low": 0.0, "high": 2.0},
+    "recommend.genre_scorer": {"choices": ["seed", "share", "popularity"]},
+    "genres.half_life_days": {"low": 1.0, "high": 365.0, "log": True},
+    "genres.rating_weighted": {"choices": [False, True]},
+    "genres.shrinkage": {"low": 0.0, "high": 50.0},
+}
+TUNABLE = ("recommend.", "genres.")
+
+
+class SpaceSpec(_Section):
+    """One tuned key: a range (low, high; log scale; optional step) or a list of choices."""
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: bool = False
+    step: Optional[float] = Field(None, gt=0)
+    choices: Optional[list[Optional[str | bool | int | float]]] = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> "SpaceSpec":
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either low/high or choices, not both")
+            if not self.choices:
+                raise ValueError("empty choices")
+        elif self.low is None or self.high is None:
+            raise ValueError("needs low and high, or choices")
+        elif not self.low < self.high:
+            raise ValueError(f"empty range [{self.low}, {self.high}]")
+        elif self.log and (self.low <= 0 or self.step is not None):
+            raise ValueError("log scale needs low > 0 and no step")
+        return self
+
+    def values(self) -> list:
+        """The values that must all be valid for the key: both ends, or every choice."""
+        return list(self.choices) if self.choices is not None else [self.low, self.high]
+
+
+def config_field(dotted: str):
+    """The pydantic FieldInfo of a leaf `section.key[.key]` of PipelineConfig; ValueError naming
+    the first part that does not exist or is a section."""
+    model, info = PipelineConfig, None
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        fields = getattr(model, "model_fields", None) if isinstance(model, type) else None
+        if fields is None or part not in fields:
+            raise ValueError(f"{dotted}: no such key in the config ({'.'.join(parts[:i + 1])})")
+        info = fields[part]
+        model = info.annotation
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        raise ValueError(f"{dotted}: is a section, not a value")
+    return info
+
+
+class TuningConfig(_Section):
+    """genre_tuning: an Optuna study over `space`, each trial scored on a validation split carved
+    from the training split by `protocol`; the test split scored once, for the best trial."""
+    sampler: Literal["random", "tpe"] = "tpe"
+    n_trials: int = Field(40, ge=1)
+    timeout_minutes: Optional[float] = Field(None, gt=0)
+    protocol: Optional[Literal["temporal", "stratified"]] = None  # null: eval.protocol
+    metric: str = "ndcg@10"
+    seed: int = 0
+    pruning: bool = True  # median pruning on the first half of the validation users
+    storage: Optional[str] = None  # Optuna RDB URL; null: sqlite file tuning/optuna.db in the repo
+    study_name: Optional[str] = None  # null: <profile>-<protocol>-<sampler>; the same name resumes
+    experiment: str = "genre-tuning"  # MLflow experiment of the study runs
+    promote: bool = False  # write the best profile to configs/tuned/<profile>-<date>.yaml
+    space: dict[str, SpaceSpec] = Field(default_factory=lambda: {k: SpaceSpec(**v) for k, v in DEFAULT_SPACE.items()})
+
+    @field_validator("metric")
+    @classmethod
+    def _ranking_metric(cls, v: str) -> str:
+        name, _, k = v.partition("@")
+        if name not in ("ndcg", "precision", "recall", "map", "hit_rate") or not k.isdigit() or int(k) < 1:
+            raise ValueError(f"{v!r}: expected <ndcg|precision|recall|map|hit_rate>@<k>, e.g. ndcg@10")
+        return v
+
+    @field_validator("space")
+    @classmethod
+    def _tunable_keys(cls, v: dict[str, SpaceSpec]) -> dict[str, SpaceSpec]:
+        from pydantic import TypeAdapter
+        from typing import Annotated
+
+        if not v:
+            raise ValueError("empty search space")
+        for key, spec in v.items():
+            if not key.startswith(TUNABLE):
+                raise ValueError(f"{key}: not tunable (only {', '.join(t + '*' for t in TUNABLE)})")
+            info = config_field(key)
+            check = TypeAdapter(Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation)
+            for value in spec.values():
+                try:
+                    check.validate_python(value)
+                except ValidationError as e:
+                    raise ValueError(f"{key}: {value!r} is not a valid value ({e.errors()[0]['msg']})") from None
+        return v
+
+
 class PipelineConfig(_Section):
     lake: LakeConfig = LakeConfig()
     data: DataConfig = DataConfig()
@@ -251,10 +443,27 @@ class PipelineConfig(_Section):
     encoder: EncoderConfig = EncoderConfig()
     classifier: ClassifierConfig = ClassifierConfig()
     recommend: RecommendConfig = RecommendConfig()
+    rerank: RerankConfig = RerankConfig()
     eval: EvalConfig = EvalConfig()
     spark: SparkConfig = SparkConfig()
     mlflow: MlflowConfig = MlflowConfig()
     publish: PublishConfig = PublishConfig()
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+    ab: AbConfig = AbConfig()
+
+    @model_validator(mode="after")
+    def _ab_variants_apply(self) -> "PipelineConfig":
+        # each variant's overrides must name existing keys and give valid values: checked by
+        # applying them now, as the ranker will, so a bad variant fails before any work starts
+        for v in self.ab.variants:
+            try:
+                with_overrides(self, v.overrides)
+            except ConfigError as e:
+                raise ValueError(f"ab.variants[{v.name}].overrides: {e}") from None
+        if self.eval.folds > 1 and not self.ab.variants:
+            raise ValueError(f"eval.folds: {self.eval.folds} folds cross-validate the A/B variants; "
+                             "configure ab.variants or set eval.folds: 1")
+        return self
 
     # --- derived paths: relative paths are relative to the project root, not the caller's cwd,
     # because Airflow workers and spark-submit start in other directories.
@@ -335,12 +544,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"config: {path} must hold a mapping of sections")
     for item in overrides or []:
         _apply_override(raw, item)
+    return _validate(raw)
+
+
+def _validate(raw: dict) -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as e:
         msgs = []
         for err in e.errors():
             loc = ".".join(str(x) for x in err["loc"])
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            msgs.append(f"{loc}: {msg}")
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+            msgs.append(f"{loc}: {msg}" if loc else msg)  # a whole-config check names its fields itself
         raise ConfigError("; ".join(msgs)) from None
+
+
+def with_overrides(cfg: PipelineConfig, overrides: dict[str, Any]) -> PipelineConfig:
+    """`cfg` without its `ab` section (and eval.folds), with `{dotted.key: value}` applied as `--set key=value` would
+    apply them, validated: the config an A/B variant runs with. ConfigError names the field."""
+    raw = cfg.to_dict()
+    raw.pop("ab", None)
+    raw["eval"]["folds"] = 1  # folds cross-validate the A/B comparison, which a variant alone is not
+    for key, value in overrides.items():
+        # through the --set path (the key walk, then YAML parsing): a string passes as written, any
+        # other value as JSON, which YAML reads back as the same value
+        _apply_override(raw, f"{key}={value if isinstance(value, str) else json.dumps(value)}")
+    return _validate(raw)

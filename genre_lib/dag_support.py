@@ -51,7 +51,8 @@ SPARK_POOL, GPU_POOL = "spark", "gpu"
 
 # minutes, times GENRE_TIMEOUT_SCALE (default 1) for catalogues far above the profiles'
 TIMEOUT_MIN = {"resolve_run": 10, "clean_interactions": 60, "genre_weights": 60, "embed_texts": 120,
-               "train_classifier": 120, "recommend": 120, "evaluate": 60, "publish": 30, "finish_run": 10}
+               "train_classifier": 120, "recommend": 120, "evaluate": 60, "publish": 30, "finish_run": 10,
+               "tune": 480}
 DEFAULT_TIMEOUT_MIN = 120
 DAGRUN_TIMEOUT_H = 12  # a night must be done well before the next one starts
 
@@ -113,6 +114,35 @@ def nightly_params() -> dict[str, Param]:
                                     "are skipped and their committed partitions are read as they are."),
         "full_refresh": Param(False, type="boolean", title="Re-embed every item",
                               description="encoder.full_refresh=true: ignore the embedding cache of earlier nights."),
+    }
+
+
+def tuning_params() -> dict[str, Param]:
+    """genre_tuning's form; empty values keep the profile's `tuning.*`. Checked again by
+    tuning.resolve (CLI and REST API)."""
+    from genre_lib.pipeline import profile_choices
+
+    return {
+        "config": Param("configs/default.yaml", type="string", enum=profile_choices(), title="Starting profile",
+                        description="Its `tuning` section declares the search space; its values are the start."),
+        "sampler": Param(None, type=["null", "string"], enum=[None, "tpe", "random"], title="Sampler",
+                         description="tpe (Bayesian, Optuna's TPE) or random; empty: the profile's."),
+        "n_trials": Param(None, type=["null", "integer"], minimum=1, title="Trials",
+                          description="Trials of the study in all (a resumed study runs the rest); empty: the profile's."),
+        "timeout_minutes": Param(None, type=["null", "number"], exclusiveMinimum=0, title="Timeout (minutes)",
+                                 description="Stop starting trials after this long; empty: none."),
+        "protocol": Param(None, type=["null", "string"], enum=[None, "temporal", "stratified"], title="Protocol",
+                          description="How train/validation/test are split; empty: the profile's eval.protocol."),
+        "metric": Param("ndcg@10", type="string", pattern="^(ndcg|precision|recall|map|hit_rate)@[1-9][0-9]*$",
+                        title="Metric", description="Maximised on the validation split."),
+        "study_name": Param(None, type=["null", "string"], title="Study name",
+                            description="The same name resumes a study; empty: <profile>-<protocol>-<sampler>."),
+        "promote": Param(False, type="boolean", title="Promote the best profile",
+                         description="Write it to configs/tuned/<profile>-<date>.yaml, offered by the nightly's form."),
+        "run_date": Param(None, type=["null", "string"], format="date", title="Night",
+                          description="Tune on the lake history of this night; empty: the newest committed one."),
+        "overrides": Param([], type="array", items={"type": "string"}, title="Overrides",
+                           description="dotted.key=value lines applied to the starting profile"),
     }
 
 

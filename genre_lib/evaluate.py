@@ -11,13 +11,15 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
+from genre_lib import ab_eval
 from genre_lib import recommend as rec
+from genre_lib import rerank
 from genre_lib.catalogue import Catalogue
 from genre_lib.datasets.source import source_for
 from genre_lib.metrics import METRICS, ranking_metrics, spark_ranking_metrics
 from genre_lib.genres import item_genres_pandas, user_genre_weights_pandas
 from genre_lib.html_report import log_report
-from genre_lib.splits import cold_item_split, split
+from genre_lib.splits import cold_item_split, new_items, split
 from genre_lib.tables import read_history_pandas
 
 
@@ -60,12 +62,8 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
         train, test = split(interactions, ec.protocol, ec.holdout_share, ec.seed)
     model = rec.fit(train, catalogue, genre_weights(train, catalogue, cfg.genres, run_date), cfg.recommend,
                     cfg.genres, cfg.clean.rating_max)
-    test = test.assign(user_id=test["user_id"].astype(str), item_id=test["item_id"].astype(str))
-    # Recommendations never repeat a training item, so a held-out repeat of one can't be relevant:
-    # truth is the user's new items (a no-op for ML-100k, where each user rates an item once).
-    seen = train[["user_id", "item_id"]].astype(str).drop_duplicates()
-    test = test.merge(seen, on=["user_id", "item_id"], how="left", indicator=True)
-    test = test[test["_merge"] == "left_only"].drop(columns="_merge")
+    held = test  # as split: A/B folds train on other users' held-out rows, repeats included
+    test = new_items(test, train)  # a no-op for ML-100k, where each user rates an item once
     users = np.flatnonzero(pd.Index(model.user_ids).isin(test["user_id"].unique()))
     if item_genres is None and catalogue.item_genre_scores is not None:
         item_genres = catalogue.item_genre_scores.rename(columns={"probability": "score"})
@@ -89,9 +87,15 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
                                                            users=users, candidates=candidates))
             variants["genre-labels"] = {"genre": 1.0}
         variants["random"] = {}
+    # the learned second stage, trained on a split of `train` only; auto may drop it (decision recorded)
+    reranked, decision = ({}, None) if cold is not None or cfg.rerank.enabled == "off" else rerank.evaluation(
+        train, catalogue, cfg, run_date, rec.FIRST_STAGE, model, users)
+    variants.update({name: dict(variants["blend"]) for name in reranked})  # what it re-orders: the blend's top M
     models = {}
     for name in variants:
-        if name == "random":
+        if name in reranked:
+            recs = reranked[name]
+        elif name == "random":
             recs = random_recs(model.user_ids[users], model.item_ids[candidates], k, ec.seed)
         else:
             m, top = ranked[name]
@@ -104,10 +108,16 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
         else:
             models[name] = ranking_metrics(test, recs, k, item_genres=item_genres, item_users=item_users, **extra)
     # models holds metric values only, so a reader can iterate them; each variant's blend weights sit apart
-    payload = {"primary": "blend", "protocol": ec.protocol, "k": k, "variants": variants,
-               "train_rows": int(len(train)), "test_rows": int(len(test)), "models": models}
+    payload = {"primary": "rerank" if "rerank" in reranked else "blend", "protocol": ec.protocol, "k": k,
+               "variants": variants, "train_rows": int(len(train)), "test_rows": int(len(test)), "models": models}
+    if decision is not None:
+        payload["rerank_decision"] = decision
     if cold is not None:
         payload["cold_items"] = int(len(candidates))
+    if cfg.ab.variants:  # each A/B variant on its own test users, with intervals (genre_lib/ab_eval.py)
+        fit = lambda rows, rc: rec.fit(rows, catalogue, genre_weights(rows, catalogue, cfg.genres, run_date), rc,  # noqa: E731
+                                       cfg.genres, cfg.clean.rating_max)
+        payload["variants_ab"] = ab_eval.variants_ab(train, held, cfg, fit, model, cold)
     return payload
 
 
@@ -138,7 +148,7 @@ def markdown_report(payload: dict) -> str:
              "| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, m in payload["models"].items():
         lines.append(f"| {name} | " + " | ".join(f"{m.get(c, float('nan')):.4f}" for c in cols) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + ab_eval.markdown(payload.get("variants_ab"), k)
 
 
 def log_to_mlflow(payload: dict) -> dict:
@@ -154,6 +164,7 @@ def log_to_mlflow(payload: dict) -> dict:
         for key, v in m.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 flat[f"{name}.{key}".replace("@", "_at_")] = float(v)
+    flat.update(ab_eval.mlflow_metrics(payload.get("variants_ab")))  # ab.<variant>.*, ab.diff.*
     mlflow.log_metrics(flat)
     names = list(payload["models"])
     for metric in METRICS:

@@ -71,3 +71,12 @@ def split(df: pd.DataFrame, protocol: str, holdout_share: float = 0.2, seed: int
     if protocol == "stratified":
         return stratified_split(df, ratio=0.75, filter_by="item", seed=seed)
     raise ValueError(f"eval.protocol: unknown protocol {protocol!r}")
+
+
+def new_items(test: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
+    """The held-out rows a ranker can get right: recommendations never repeat a training item, so a
+    held-out repeat of one is dropped (ids as strings, like every fitted model's)."""
+    test = test.assign(user_id=test["user_id"].astype(str), item_id=test["item_id"].astype(str))
+    seen = train[["user_id", "item_id"]].astype(str).drop_duplicates()
+    test = test.merge(seen, on=["user_id", "item_id"], how="left", indicator=True)
+    return test[test["_merge"] == "left_only"].drop(columns="_merge")

@@ -18,11 +18,13 @@ def tracking_uri(cfg: PipelineConfig) -> str:
             or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
 
 
-def experiment_id(cfg: PipelineConfig) -> str:
+def experiment_id(cfg: PipelineConfig, name: Optional[str] = None) -> str:
+    """The id of experiment `name` (default cfg.mlflow.experiment), created on first use."""
     import mlflow
 
+    name = name or cfg.mlflow.experiment
     mlflow.set_tracking_uri(tracking_uri(cfg))
-    exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
+    exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     artifacts = None
@@ -31,9 +33,9 @@ def experiment_id(cfg: PipelineConfig) -> str:
         # Beside the database file; MLflow's default is ./mlruns of whichever process created it.
         artifacts = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
     try:
-        return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=artifacts)
+        return mlflow.create_experiment(name, artifact_location=artifacts)
     except Exception:  # created concurrently by another stage
-        return mlflow.get_experiment_by_name(cfg.mlflow.experiment).experiment_id
+        return mlflow.get_experiment_by_name(name).experiment_id
 
 
 def parent_run(cfg: PipelineConfig, run_id: str, run_date: str, dag_id: str = "genre_nightly") -> str:
