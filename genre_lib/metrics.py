@@ -31,35 +31,36 @@ def _genre_unit_vectors(item_genres: pd.DataFrame) -> pd.DataFrame:
     return g[["item_id", "genre", "a"]]
 
 
+def per_user_metrics(truth: pd.DataFrame, recs: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The accuracy metrics of each user present in both truth and recs (index user_id; columns
+    ndcg@k, precision@k, recall@k, map@k, hit_rate@k): `ranking_metrics` reports their means, and
+    A/B intervals (genre_lib/ab_eval.py) resample them."""
+    recs = recs[recs["rank"] <= k][["user_id", "item_id", "rank"]]
+    truth = truth[["user_id", "item_id"]].drop_duplicates()
+    actual = truth.groupby("user_id").size().rename("actual")
+    users = actual.index.intersection(pd.Index(recs["user_id"].unique()))
+    hits = recs.merge(truth, on=["user_id", "item_id"]).sort_values(["user_id", "rank"])
+    hits = hits[hits["user_id"].isin(users)]
+    hits["gain"] = 1.0 / np.log1p(hits["rank"].to_numpy(float))
+    hits["prec"] = (hits.groupby("user_id").cumcount() + 1) / hits["rank"]
+    per = hits.groupby("user_id").agg(hit=("rank", "size"), dcg=("gain", "sum"), ap=("prec", "sum"))
+    per = per.reindex(users, fill_value=0.0).join(actual)
+    ideal = np.cumsum(1.0 / np.log1p(np.arange(1, k + 1)))
+    idcg = ideal[np.minimum(per["actual"].to_numpy(), k) - 1] if len(per) else np.zeros(0)
+    return pd.DataFrame({f"ndcg@{k}": per["dcg"] / idcg, f"precision@{k}": per["hit"] / k,
+                         f"recall@{k}": per["hit"] / per["actual"], f"map@{k}": per["ap"] / per["actual"],
+                         f"hit_rate@{k}": (per["hit"] > 0).astype(float)}, index=users).astype(float)
+
+
 def ranking_metrics(truth: pd.DataFrame, recs: pd.DataFrame, k: int, *, n_catalogue: Optional[int] = None,
                     item_genres: Optional[pd.DataFrame] = None,
                     item_users: Optional[pd.DataFrame] = None, n_train_users: Optional[int] = None) -> dict:
     """Numpy/pandas reference. truth: (user_id, item_id); recs: (user_id, item_id, rank 1..);
     item_genres: (item_id, genre, score); item_users: (item_id, users) counts in training."""
     recs = recs[recs["rank"] <= k][["user_id", "item_id", "rank"]]
-    truth = truth[["user_id", "item_id"]].drop_duplicates()
-    actual = truth.groupby("user_id").size().rename("actual")
-    users = actual.index.intersection(pd.Index(recs["user_id"].unique()))
-    n = len(users)
-    out = {}
-    if n:
-        hits = recs.merge(truth, on=["user_id", "item_id"]).sort_values(["user_id", "rank"])
-        hits = hits[hits["user_id"].isin(users)]
-        hits["gain"] = 1.0 / np.log1p(hits["rank"].to_numpy(float))
-        hits["prec"] = (hits.groupby("user_id").cumcount() + 1) / hits["rank"]
-        per = hits.groupby("user_id").agg(hit=("rank", "size"), dcg=("gain", "sum"), ap=("prec", "sum"))
-        per = per.reindex(users, fill_value=0.0).join(actual)
-        ideal = np.cumsum(1.0 / np.log1p(np.arange(1, k + 1)))
-        idcg = ideal[np.minimum(per["actual"].to_numpy(), k) - 1]
-        out.update({
-            f"ndcg@{k}": float((per["dcg"] / idcg).sum() / n),
-            f"precision@{k}": float(per["hit"].sum() / (k * n)),
-            f"recall@{k}": float((per["hit"] / per["actual"]).sum() / n),
-            f"map@{k}": float((per["ap"] / per["actual"]).sum() / n),
-            f"hit_rate@{k}": float((per["hit"] > 0).sum() / n),
-        })
-    else:
-        out.update({f"{m}@{k}": 0.0 for m in ("ndcg", "precision", "recall", "map", "hit_rate")})
+    per = per_user_metrics(truth, recs, k)
+    n = len(per)
+    out = {m: float(per[m].mean()) if n else 0.0 for m in per.columns}
     out["users"] = n
     if n_catalogue:
         out[f"coverage@{k}"] = float(recs["item_id"].nunique() / n_catalogue)

@@ -29,6 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from genre_lib import ab
 from genre_lib.catalogue import Catalogue
 from genre_lib.config import GenresConfig, RecommendConfig
 from genre_lib.explain import explain
@@ -341,7 +342,7 @@ def recommend(model: Model, weights, top_n: int, block_users: int, users: Option
 # --------------------------------------------------------------------------------------------
 # the output table
 # --------------------------------------------------------------------------------------------
-def recommendations_frame(model: Model, topk: TopK, rc) -> pd.DataFrame:
+def recommendations_frame(model: Model, topk: TopK, rc, variant: Optional[str] = None) -> pd.DataFrame:
     """The `recommendations` table. Component columns hold the standardised scorer values, so
     score = sum of weight x component over the scorers in use (unused ones are null)."""
     users = model.user_ids[topk.users]
@@ -357,19 +358,30 @@ def recommendations_frame(model: Model, topk: TopK, rc) -> pd.DataFrame:
         "popularity_score": topk.components["popularity"].astype(float),
         "genre_r": genre_r(model, topk.users, topk.items),
         "reason": explain(model, topk),
+        "variant": variant,  # the users' A/B variant (ab.py); None without A/B
     })
 
 
 def run(ctx) -> dict:
-    """The stage: fit on every interaction up to the night, top N for every user, explained; the
-    `recommendations` partition committed; metrics for MLflow."""
-    cfg, rc = ctx.cfg, ctx.cfg.recommend
+    """The stage: fit on every interaction up to the night, top N for every user, explained, each
+    user's list ranked with their A/B variant's settings (genre_lib/ab.py; column `variant`, null
+    without A/B); the `recommendations` partition committed; metrics for MLflow."""
+    cfg = ctx.cfg
     history = read_history_pandas(ctx.lake, ctx.ds, cfg.genres.lookback_days)
     weights = ctx.lake.read_pandas("user_genre_weights", ctx.ds)  # the night's published genre truth
-    model = fit(history, Catalogue.from_lake(ctx.lake, ctx.ds), weights, rc, cfg.genres, cfg.clean.rating_max)
-    topk = recommend(model, rc.weights, rc.top_n, rc.block_users)
-    frame = recommendations_frame(model, topk, rc)
+    catalogue = Catalogue.from_lake(ctx.lake, ctx.ds)
+    refit = lambda rc: fit(history, catalogue, weights, rc, cfg.genres, cfg.clean.rating_max)  # noqa: E731
+    model = refit(cfg.recommend)
+    arms = ab.arms(cfg, model, refit)
+    parts = [(a, recommend(a.model, a.rc.weights, a.rc.top_n, a.rc.block_users, users=a.rows))
+             for a in arms if a.rows is None or len(a.rows)]
+    frame = pd.concat([recommendations_frame(a.model, t, a.rc, a.name) for a, t in parts],
+                      ignore_index=True)
+    if len(parts) > 1:  # users in model order as without A/B, each list in rank order (stable sort)
+        frame = frame.iloc[np.argsort(np.concatenate([t.users for _, t in parts]), kind="stable")]
     ctx.lake.write_pandas("recommendations", ctx.ds, frame, ctx.manifest(users=model.n_users))
+    items = np.unique(np.concatenate([t.items for _, t in parts]))
     return {"users": model.n_users, "items": model.n_items, "rows": len(frame),
-            "catalogue_coverage": float(len(np.unique(topk.items)) / max(model.n_items, 1)),
-            **{f"scorer_{c}": float(c in topk.weights) for c in COMPONENTS}}
+            "catalogue_coverage": float(len(items) / max(model.n_items, 1)),
+            **{f"scorer_{c}": float(any(c in t.weights for _, t in parts)) for c in COMPONENTS},
+            **{f"ab_users_{a.name}": len(a.rows) for a in arms if a.name is not None}}

@@ -73,11 +73,12 @@ TABLES: dict[str, Table] = _declare(
         ("item_id", pa.string()), ("genre", pa.string()), ("probability", pa.float64()),
         ("source", pa.string()),  # 'labelled' or 'predicted'
     ])),
-    Table("recommendations", "recommend", 2, pa.schema([
+    Table("recommendations", "recommend", 3, pa.schema([
         ("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
         ("score", pa.float64()), ("genre_score", pa.float64()), ("content_score", pa.float64()),
         ("cf_score", pa.float64()), ("popularity_score", pa.float64()), ("reason", pa.string()),
         ("genre_r", pa.float64()),  # R(u,i) from the night's user_genre_weights and item_genre_scores
+        ("variant", pa.string()),  # the user's A/B variant (genre_lib/ab.py); null without A/B
     ])),
     Table("evaluation", "evaluate", 1, None),  # metrics.json
     Table("publish_log", "publish", 1, None),  # decision.json: the gate, and what was switched in

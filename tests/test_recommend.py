@@ -229,7 +229,8 @@ def test_recommend_and_evaluate_jobs(tmp_path):
         assert r.returncode == 0, r.stderr[-3000:]
     table = lake.read_pandas("recommendations", ds)
     assert len(table) == 5 * inter["user_id"].nunique()
-    assert lake.manifest("recommendations", ds)["schema_version"] == 2
+    assert lake.manifest("recommendations", ds)["schema_version"] == 3
+    assert table["variant"].isna().all()  # no ab section: no A/B
     # genre_r is the seed's R(u,i), recomputed from the two published tables (gamma = 0 where missing)
     published_w, published_s = lake.read_pandas("user_genre_weights", ds), lake.read_pandas("item_genre_scores", ds)
     sample = table[table["user_id"].isin(sorted(table["user_id"].unique())[::3])][["user_id", "item_id", "genre_r"]]

@@ -23,7 +23,7 @@ from genre_lib.tables import Lake
 D1, D2, D3 = "2026-11-20", "2026-11-21", "2026-11-22"
 M = {"run_id": "upstream", "config_hash": "h"}
 REC_COLS = ["user_id", "rank", "item_id", "score", "genre_score", "content_score", "cf_score",
-            "popularity_score", "reason", "genre_r"]
+            "popularity_score", "reason", "genre_r", "variant"]
 
 
 # --- a tiny lake -----------------------------------------------------------------------------------
@@ -38,7 +38,7 @@ def recs_frame(seed: int, users: int = 30, items: int = 60, top: int = 20, user_
         picks = rng.choice(items, size=top, replace=False, p=p / p.sum())
         for r, j in enumerate(picks):
             rows.append((uid, r + 1, f"i{j:03d}", float(top - r) + rng.random() / 10, 0.1, 0.2, 0.3, 0.0,
-                         f"night{seed}", 0.5))
+                         f"night{seed}", 0.5, None))  # variant: null, no A/B
     df = pd.DataFrame(rows, columns=REC_COLS)
     df["rank"] = df["rank"].astype("int32")
     return df
@@ -50,13 +50,9 @@ def night(lake: Lake, ds: str, *, seed: int, metric: float = 0.30, baseline: flo
                           "description": None, "genres": [["Drama"]] * 60, "tags": None})
     lake.write_pandas("items_clean", ds, items, M)
     df = recs_frame(seed, users=users, user_ids=user_ids)
-    if variant:  # a table with the A/B `variant` column (not in every contract version yet)
+    if variant:  # an A/B night: each user's variant in the `variant` column
         df["variant"] = np.where(np.arange(len(df)) // 20 % 3 == 0, "treatment", "control")
-        staged = lake.staging("recommendations", ds)
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), f"{staged}/part-00000.parquet")
-        lake.commit("recommendations", ds, staged, {**M, "row_count": len(df)})
-    else:
-        lake.write_pandas("recommendations", ds, df, M)
+    lake.write_pandas("recommendations", ds, df, M)
     if evaluation:
         lake.write_json("evaluation", ds, "metrics.json",
                         {"primary": "blend", "protocol": "temporal", "k": 10,
