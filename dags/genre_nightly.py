@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from genre_lib import dag_support as support  # noqa: E402
+from genre_lib.spark import SUBMIT_CONF  # noqa: E402
 
 JOBS = REPO / "jobs"
 PYTHON = sys.executable  # the venv Airflow runs in; Spark's Python workers must use it too
@@ -31,7 +32,7 @@ ARGLINE = "{{ ti.xcom_pull(task_ids='resolve_run')['argline'] }}"
 def spark_job(name: str) -> SparkSubmitOperator:
     return SparkSubmitOperator(
         task_id=name, application=str(JOBS / f"{name}.py"), application_args=ARGS,
-        conn_id="spark_default", name=f"genre-{name}", conf={"spark.log.level": "WARN"},
+        conn_id="spark_default", name=f"genre-{name}", conf=dict(SUBMIT_CONF),
         env_vars={"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON},
         **support.stage_task(name, pool=support.SPARK_POOL))
 

@@ -95,8 +95,14 @@ def fail_if_asked(stage: str, ds: str) -> None:
     """Test hook: GENRE_FAIL_STAGE=<stage>[@YYYY-MM-DD][,...] makes that stage (on that night
     only, when a date is given) raise once its MLflow run is open."""
     for item in filter(None, os.environ.get("GENRE_FAIL_STAGE", "").split(",")):
-        name, _, night = item.strip().partition("@")
+        spec, _, night = item.strip().partition("@")
+        name, _, how = spec.partition(":")  # how: oom-python | oom-jvm: run out of memory instead
         if name == stage and night in ("", ds):
+            if how == "oom-python":
+                hog = [bytearray(1 << 30) for _ in range(1 << 10)]  # noqa: F841
+            if how == "oom-jvm":
+                ctx = current()
+                ctx.spark.range(0, 1 << 26).selectExpr("id", "repeat('x', 200) AS pad").collect()
             raise RuntimeError(f"GENRE_FAIL_STAGE={item}: {stage} {ds} fails on request")
 
 
@@ -128,7 +134,35 @@ def main(stage: str, module: str, argv: Optional[list[str]] = None) -> int:
             metrics["seconds"] = time.time() - t0
             log_metrics(metrics)
             log.info("%s %s done: %s", stage, ctx.ds, {k: v for k, v in metrics.items() if not isinstance(v, dict)})
+    except MemoryError:
+        print(f"error: {stage} {ctx.ds} ran out of memory in its Python process (peak RSS {peak_rss_mib()} MiB): "
+              "give the task more memory, or lower recommend.block_users", file=sys.stderr)
+        return 3
+    except Exception as e:
+        if not _jvm_gone(e):
+            raise
+        print(f"error: {stage} {ctx.ds}: the Spark driver JVM is gone ({type(e).__name__}); a "
+              "java.lang.OutOfMemoryError above means its heap was too small: raise spark.driver_memory "
+              "(or spark-submit --driver-memory)", file=sys.stderr)
+        return 3
     finally:
         if ctx._spark is not None:
-            ctx._spark.stop()
+            with contextlib.suppress(Exception):  # a dead JVM can't be stopped, only left
+                ctx._spark.stop()
     return 0
+
+
+def _jvm_gone(e: BaseException) -> bool:
+    """Py4J lost its JVM: what every Spark call raises after the driver exited on OutOfMemoryError."""
+    while e is not None:
+        if type(e).__module__.startswith("py4j") and "Answer from Java side is empty" in str(e) \
+                or isinstance(e, ConnectionRefusedError) or type(e).__name__ == "Py4JNetworkError":
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def peak_rss_mib() -> int:
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

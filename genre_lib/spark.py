@@ -7,6 +7,12 @@ import sys
 from genre_lib.config import PipelineConfig
 
 
+# A driver JVM out of heap exits at once (the Python side then fails) instead of limping on and
+# hanging the task: local sessions get it here, spark-submit through SUBMIT_CONF (the DAG's).
+DRIVER_JAVA_OPTIONS = "-XX:+ExitOnOutOfMemoryError"
+SUBMIT_CONF = {"spark.log.level": "WARN", "spark.driver.extraJavaOptions": DRIVER_JAVA_OPTIONS}
+
+
 def get_spark(cfg: PipelineConfig, app: str):
     """A SparkSession for a job; under spark-submit the master comes from the submit command."""
     from pyspark.sql import SparkSession
@@ -17,8 +23,7 @@ def get_spark(cfg: PipelineConfig, app: str):
     for key, value in cfg.spark.conf.items():
         builder = builder.config(key, value)
     if "spark.master" not in _submitted_conf():
-        # a driver JVM out of heap exits at once (the Python side then fails) instead of hanging
-        opts = " ".join(filter(None, ["-XX:+ExitOnOutOfMemoryError", cfg.spark.conf.get("spark.driver.extraJavaOptions")]))
+        opts = " ".join(filter(None, [DRIVER_JAVA_OPTIONS, cfg.spark.conf.get("spark.driver.extraJavaOptions")]))
         builder = (builder.master(cfg.spark.master).config("spark.driver.memory", cfg.spark.driver_memory)
                    .config("spark.driver.extraJavaOptions", opts))
     return (builder
