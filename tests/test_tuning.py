@@ -150,3 +150,30 @@ def test_airflow_dags_test_genre_tuning(tmp_path):
     assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parents[0].info.run_id}
     assert parents[0].data.tags["airflow_run_id"].startswith("manual__")
     assert "cf_reg" in _artifact(parents[0], "best_profile.yaml")
+
+
+@pytest.fixture(scope="module")
+def tuning_dag(tmp_path_factory):
+    import os
+
+    os.environ.update({k: v for k, v in airflow_env(tmp_path_factory.mktemp("af")).items() if k.startswith("AIRFLOW")})
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(tuning.PROJECT_ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.dags["genre_tuning"]
+
+
+def test_tuning_dag_wiring_and_form(tuning_dag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    assert type(tuning_dag.timetable).__name__ == "NullTimetable"  # manual trigger only
+    assert {t.task_id: sorted(t.downstream_task_ids) for t in tuning_dag.tasks} == {"check": ["tune"], "tune": []}
+    assert "jobs/tune.py" in tuning_dag.get_task("tune").bash_command
+    assert set(tuning_dag.params.keys()) == {"config", "sampler", "n_trials", "timeout_minutes", "protocol", "metric",
+                                             "study_name", "promote", "run_date", "overrides"}
+    for field, value in [("sampler", "grid"), ("n_trials", 0), ("protocol", "cold_items"), ("metric", "auc"),
+                         ("promote", "yes"), ("config", "configs/missing.yaml")]:
+        with pytest.raises(ParamValidationError):
+            tuning_dag.params.get_param(field).resolve(value)
+    assert tuning_dag.params.get_param("n_trials").resolve(None) is None  # empty: the profile's value
