@@ -30,6 +30,7 @@ import scipy.sparse as sp
 import torch
 
 from genre_lib import ab
+from genre_lib import rerank
 from genre_lib.catalogue import Catalogue
 from genre_lib.config import GenresConfig, RecommendConfig
 from genre_lib.explain import explain
@@ -292,17 +293,20 @@ class TopK:
     score: np.ndarray
     components: dict       # name -> standardised scorer value per entry (nan where unused)
     weights: dict
+    reasons: Optional[np.ndarray] = None  # set by the re-ranker (rerank.py); None: explain.py's
 
 
 def recommend(model: Model, weights, top_n: int, block_users: int, users: Optional[np.ndarray] = None,
-              exclude_seen: bool = True, candidates: Optional[np.ndarray] = None) -> TopK:
+              exclude_seen: bool = True, candidates: Optional[np.ndarray] = None, gather: tuple = ()) -> TopK:
     """Top `top_n` unseen items for every user (or the given user rows) under a blend of scorers;
-    only among the `candidates` item columns when given (scorers still standardise over all)."""
+    only among the `candidates` item columns when given (scorers still standardise over all). The
+    available scorers named in `gather` get their components filled too, at weight 0 if unused."""
     w = active_weights(model, weights)
     if not w:
         raise ValueError("no available scorer has a weight > 0")
     users = np.arange(model.n_users) if users is None else np.asarray(users)
-    comps: dict[str, list] = {c: [] for c in w}
+    kept = [*w, *(c for c in gather if c not in w and model.available.get(c))]
+    comps: dict[str, list] = {c: [] for c in kept}
     blocked = None
     if candidates is not None:
         blocked = torch.ones(model.n_items, dtype=torch.bool)
@@ -312,10 +316,10 @@ def recommend(model: Model, weights, top_n: int, block_users: int, users: Option
         rows = users[rows]
         total = None
         current.clear()
-        for name, wt in w.items():
-            z = _standardise(component_block(model, name, rows))
-            current[name] = z
-            total = wt * z if total is None else total.add_(z, alpha=wt)
+        for name in kept:
+            z = current[name] = _standardise(component_block(model, name, rows))
+            if name in w:
+                total = w[name] * z if total is None else total.add_(z, alpha=w[name])
         if blocked is not None:
             total[:, blocked] = float("-inf")
         return total
@@ -323,7 +327,7 @@ def recommend(model: Model, weights, top_n: int, block_users: int, users: Option
     current: dict[str, torch.Tensor] = {}
 
     def keep_components(rows, v, i):
-        for name in w:
+        for name in kept:
             comps[name].append(torch.gather(current[name], 1, i))
 
     seen = model.seen[users] if exclude_seen else None
@@ -357,9 +361,12 @@ def recommendations_frame(model: Model, topk: TopK, rc, variant: Optional[str] =
         "cf_score": topk.components["cf"].astype(float),
         "popularity_score": topk.components["popularity"].astype(float),
         "genre_r": genre_r(model, topk.users, topk.items),
-        "reason": explain(model, topk),
+        "reason": explain(model, topk) if topk.reasons is None else topk.reasons,
         "variant": variant,  # the users' A/B variant (ab.py); None without A/B
     })
+
+
+FIRST_STAGE = rerank.FirstStage(fit, recommend, genre_r)  # what the learned second stage re-ranks
 
 
 def run(ctx) -> dict:
@@ -373,8 +380,10 @@ def run(ctx) -> dict:
     refit = lambda rc: fit(history, catalogue, weights, rc, cfg.genres, cfg.clean.rating_max)  # noqa: E731
     model = refit(cfg.recommend)
     arms = ab.arms(cfg, model, refit)
-    parts = [(a, recommend(a.model, a.rc.weights, a.rc.top_n, a.rc.block_users, users=a.rows))
-             for a in arms if a.rows is None or len(a.rows)]
+    second, extra = (rerank.night(history, catalogue, cfg, ctx.run_date, FIRST_STAGE) if cfg.rerank.enabled != "off"
+                     else (None, {}))  # None: the blend ranks (off, or auto found no gain on validation)
+    parts = [(a, recommend(a.model, a.rc.weights, a.rc.top_n, a.rc.block_users, users=a.rows) if second is None
+              else second.rank(a.model, history, a.rc, a.rows)) for a in arms if a.rows is None or len(a.rows)]
     frame = pd.concat([recommendations_frame(a.model, t, a.rc, a.name) for a, t in parts],
                       ignore_index=True)
     if len(parts) > 1:  # users in model order as without A/B, each list in rank order (stable sort)
@@ -384,4 +393,4 @@ def run(ctx) -> dict:
     return {"users": model.n_users, "items": model.n_items, "rows": len(frame),
             "catalogue_coverage": float(len(items) / max(model.n_items, 1)),
             **{f"scorer_{c}": float(any(c in t.weights for _, t in parts)) for c in COMPONENTS},
-            **{f"ab_users_{a.name}": len(a.rows) for a in arms if a.name is not None}}
+            **{f"ab_users_{a.name}": len(a.rows) for a in arms if a.name is not None}, **extra}

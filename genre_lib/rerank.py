@@ -1,0 +1,397 @@
+"""The learned second stage: LightGBM lambdarank re-orders the blend's top M candidates per user.
+
+    fit(history, catalogue, cfg, run_date, first) -> Reranker   trained on a split of `history` only
+    Reranker.rank(model, interactions, rc, users)  -> TopK        top_n per user, reasons attached
+    evaluation(train, catalogue, cfg, run_date, first, model, users) -> ({name: recs}, decision)
+    night(history, catalogue, cfg, run_date, first) -> Reranker | None   the recommend stage's part
+
+Training rows come from the evaluation protocol one level down (splits.split on `history`): the
+first stage is fitted on the inner train, its top `rerank.candidates` per user are the rows, the
+inner holdout's new items the labels (binary). The labelled users are drawn (seeded) into a
+fitting slice and a `val_share` slice for early stopping and the auto decision (re-ranker vs
+blend, nDCG@eval.k there). Nothing outside `history` is read: at evaluation `history` is the
+training split, so the test split never fits or chooses anything. The trees are then applied to
+a first stage refitted on all of `history` (its candidates and features).
+
+`first` is genre_lib.recommend's fit/recommend/genre_r (a FirstStage): passed in, not imported,
+because recommend imports this module.
+
+Feature groups (evaluation retrains without each one: `rerank-<group>`):
+  scores    each scorer's standardised value and its rank among the user's candidates; the
+            blend's score, rank and gap to the user's best candidate
+  genre     R(u,i); the user's weight on the item's genres and whether it carries the user's top
+            genre; entropy of the user's genre weights; classifier confidence; genre count
+  sequence  the item against the user's last `last_items` items: embedding cosine (max, mean),
+            cf item-item weight (sum), genre-vector cosine (mean)
+  item      popularity percentile, share of its events in the last tenth of the time span, days
+            since first seen, mean rating (shrunk to the global mean)
+  user      activity percentile, days since the last event, span in days, mean rating, mean
+            popularity percentile of the user's items and the item's gap to it
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from genre_lib.explain import explain
+from genre_lib.genres import item_genres_pandas, user_genre_weights_pandas
+from genre_lib.metrics import ranking_metrics
+from genre_lib.splits import new_items, split
+
+COMPONENTS = ("genre", "content", "cf", "popularity")  # recommend.COMPONENTS (not imported: see above)
+GROUPS = {
+    "scores": [*(f"z_{c}" for c in COMPONENTS), *(f"rank_{c}" for c in COMPONENTS),
+               "blend_score", "blend_rank", "blend_gap"],
+    "genre": ["genre_r", "genre_match", "genre_top", "genre_entropy", "genre_confidence", "genre_count"],
+    "sequence": ["seq_content_max", "seq_content_mean", "seq_cf", "seq_genre"],
+    "item": ["item_popularity", "item_recent", "item_age_days", "item_rating"],
+    "user": ["user_activity", "user_days_since", "user_span_days", "user_rating", "user_mainstream",
+             "popularity_gap"],
+}
+FEATURES = [f for names in GROUPS.values() for f in names]
+# what a reason says for a feature that lifted an item
+LABELS = {**{f"z_{c}": f"{c} score" for c in COMPONENTS}, **{f"rank_{c}": f"{c} rank" for c in COMPONENTS},
+          "blend_score": "blend score", "blend_rank": "blend rank", "blend_gap": "blend score",
+          "genre_r": "genre fit", "genre_match": "your genres", "genre_top": "your top genre",
+          "genre_entropy": "taste breadth", "genre_confidence": "clear genre", "genre_count": "genre count",
+          "seq_content_max": "like your recent items", "seq_content_mean": "like your recent items",
+          "seq_cf": "watched after your recent items", "seq_genre": "genres of your recent items",
+          "item_popularity": "popular", "item_recent": "trending", "item_age_days": "catalogue age",
+          "item_rating": "well rated", "user_activity": "your activity", "user_days_since": "your recency",
+          "user_span_days": "your history span", "user_rating": "your ratings",
+          "user_mainstream": "your taste for hits", "popularity_gap": "popularity for you"}
+
+
+@dataclass(frozen=True)
+class FirstStage:
+    fit: Callable       # recommend.fit(interactions, catalogue, user_weights, rc, gc, rating_max) -> Model
+    recommend: Callable  # recommend.recommend(model, weights, top_n, block_users, users=, gather=) -> TopK
+    genre_r: Callable   # recommend.genre_r(model, user rows, item columns) -> R(u,i)
+
+
+def genre_weights(df: pd.DataFrame, catalogue, gc, run_date: Optional[dt.date]) -> Optional[pd.DataFrame]:
+    """user_genre_weights of a split by the genres stage's rule (as evaluate.genre_weights)."""
+    if catalogue.items is None or df.empty:
+        return None
+    if run_date is None:
+        run_date = pd.to_datetime(df["ts"], utc=True).max().date() if "ts" in df else dt.date.today()
+    return user_genre_weights_pandas(df, item_genres_pandas(catalogue.items, gc.multi_genre), gc, run_date)
+
+
+def _pct(x: np.ndarray) -> np.ndarray:
+    return rankdata(x) / max(len(x), 1)
+
+
+def _rank_within(users: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """1-based rank of v (descending, NaN last) among the rows of the same user."""
+    order = np.lexsort((-np.nan_to_num(v, nan=-np.inf), users))
+    su = users[order]
+    start = np.r_[0, np.flatnonzero(np.diff(su)) + 1]
+    pos = np.arange(len(v)) - np.repeat(start, np.diff(np.r_[start, len(v)]))
+    out = np.empty(len(v))
+    out[order] = pos + 1
+    return out
+
+
+@dataclass
+class Side:
+    """Per-user and per-item facts of the interactions a first-stage model was fitted on."""
+    last: np.ndarray       # users x last_items item columns, newest first, -1 where fewer
+    user: pd.DataFrame     # index: user row
+    item: pd.DataFrame     # index: item column
+
+
+def side_data(model, df: pd.DataFrame, last_items: int) -> Side:
+    u = pd.Index(model.user_ids).get_indexer(df["user_id"].astype(str))
+    i = pd.Index(model.item_ids).get_indexer(df["item_id"].astype(str))
+    ts = pd.to_datetime(df["ts"], utc=True) if "ts" in df else pd.Series(pd.Timestamp(0, tz="UTC"), index=df.index)
+    days = ((ts.max() - ts).dt.total_seconds() / 86400.0).to_numpy()
+    rating = df["rating"].to_numpy(float) if "rating" in df else np.full(len(df), np.nan)
+    f = pd.DataFrame({"u": u, "i": i, "days": days, "r": rating})
+    gu, gi = f.groupby("u"), f.groupby("i")
+    pop = _pct(model.popularity)
+    act = np.asarray(model.seen.sum(1)).ravel()
+    user = pd.DataFrame(index=np.arange(model.n_users))
+    user["user_activity"] = _pct(act)
+    user["user_days_since"] = gu["days"].min()
+    user["user_span_days"] = gu["days"].max() - user["user_days_since"]
+    user["user_rating"] = gu["r"].mean()
+    user["user_mainstream"] = np.asarray(model.seen @ pop).ravel() / np.maximum(act, 1)
+    item = pd.DataFrame(index=np.arange(model.n_items))
+    item["item_popularity"] = pop
+    window = max(1.0, 0.1 * (days.max() if len(days) else 0.0))
+    item["item_recent"] = f.assign(recent=days <= window).groupby("i")["recent"].mean()
+    item["item_age_days"] = gi["days"].max()
+    g = np.nanmean(rating) if np.isfinite(rating).any() else np.nan
+    item["item_rating"] = (gi["r"].sum() + 5.0 * g) / (gi["r"].count() + 5.0)
+    d = f.sort_values(["u", "days", "i"], kind="stable").drop_duplicates(["u", "i"])  # newest first
+    d = d.assign(k=d.groupby("u").cumcount())
+    d = d[d["k"] < last_items]
+    last = np.full((model.n_users, last_items), -1, np.int64)
+    last[d["u"].to_numpy(), d["k"].to_numpy()] = d["i"].to_numpy()
+    return Side(last=last, user=user, item=item)
+
+
+def _masked_mean_max(sim: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = ok.sum(1)
+    mean = np.where(n > 0, (sim * ok).sum(1) / np.maximum(n, 1), np.nan)
+    mx = np.where(n > 0, np.where(ok, sim, -np.inf).max(1), np.nan)
+    return mean, mx
+
+
+def _gather_cos(vec: np.ndarray, items: np.ndarray, last: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """cos(vec[item], vec[last item]) per row and last-item slot (vec rows unit or zero)."""
+    out = np.zeros(last.shape, np.float32)
+    for s in range(0, len(items), chunk):
+        e = slice(s, s + chunk)
+        out[e] = np.einsum("nd,nld->nl", vec[items[e]], vec[np.maximum(last[e], 0)])
+    return out
+
+
+def features(model, side: Side, top, first: FirstStage) -> pd.DataFrame:
+    """One row per (user, candidate) of `top` (a TopK with every scorer gathered), FEATURES columns,
+    float32, finite (a missing input is 0: its scorer absent, no rating, no history)."""
+    U, I = top.users, top.items
+    cols = {}
+    for c in COMPONENTS:
+        z = np.asarray(top.components[c], float)
+        cols[f"z_{c}"], cols[f"rank_{c}"] = z, _rank_within(U, z)
+    cols["blend_score"], cols["blend_rank"] = top.score, top.rank
+    cols["blend_gap"] = top.score - pd.Series(top.score).groupby(U).transform("max").to_numpy()
+    if model.genres:
+        w = model.user_genre
+        tot = w.sum(1, keepdims=True)
+        wn = np.divide(w, tot, out=np.zeros_like(w), where=tot > 0).astype(np.float32)
+        carries = ((model.item_genre >= 0.5) & model.item_has_genre[:, None]).astype(np.float32)
+        cols["genre_r"] = first.genre_r(model, U, I)
+        cols["genre_match"] = np.einsum("nc,nc->n", wn[U], carries[I])
+        cols["genre_top"] = carries[I, wn.argmax(1)[U]]
+        cols["genre_entropy"] = (-(wn * np.log(np.where(wn > 0, wn, 1.0))).sum(1))[U]
+        cols["genre_confidence"] = model.item_genre.max(1)[I]
+        cols["genre_count"] = carries.sum(1)[I]
+    last = side.last[U]
+    ok = last >= 0
+    if model.item_emb is not None:
+        cols["seq_content_mean"], cols["seq_content_max"] = _masked_mean_max(_gather_cos(model.item_emb, I, last), ok)
+    if model.ease is not None:
+        pos = np.full(model.n_items, -1)
+        pos[model.ease_items] = np.arange(len(model.ease_items))
+        lp, ip = pos[last], pos[I][:, None]
+        valid = ok & (lp >= 0) & (ip >= 0)
+        cols["seq_cf"] = (model.ease[np.where(valid, lp, 0), np.where(valid, ip, 0)] * valid).sum(1)
+    if model.genres:
+        g = model.item_genre / np.maximum(np.linalg.norm(model.item_genre, axis=1, keepdims=True), 1e-12)
+        cols["seq_genre"] = _masked_mean_max(_gather_cos(g.astype(np.float32), I, last), ok)[0]
+    for name in GROUPS["item"]:
+        cols[name] = side.item[name].to_numpy()[I]
+    for name in GROUPS["user"][:-1]:
+        cols[name] = side.user[name].to_numpy()[U]
+    cols["popularity_gap"] = cols["item_popularity"] - cols["user_mainstream"]
+    x = pd.DataFrame({f: np.asarray(cols.get(f, np.zeros(len(U))), np.float32) for f in FEATURES})
+    return x.fillna(0.0).replace([np.inf, -np.inf], 0.0)
+
+
+def candidates(model, rc, M: int, first: FirstStage, users=None):
+    """The blend's top M per user, every available scorer's standardised value gathered."""
+    return first.recommend(model, rc.weights, M, rc.block_users, users=users, gather=COMPONENTS)
+
+
+def _labels(model, top, truth: pd.DataFrame) -> np.ndarray:
+    u = pd.Index(model.user_ids).get_indexer(truth["user_id"])
+    i = pd.Index(model.item_ids).get_indexer(truth["item_id"])
+    ok = (u >= 0) & (i >= 0)
+    return np.isin(top.users * model.n_items + top.items, u[ok] * model.n_items + i[ok]).astype(np.float32)
+
+
+def _groups(users: np.ndarray) -> np.ndarray:
+    return np.diff(np.r_[np.flatnonzero(np.r_[True, np.diff(users) != 0]), len(users)])
+
+
+def _recs(model, top, score: np.ndarray, k: int) -> pd.DataFrame:
+    """Each user's k candidates with the highest `score` as (user_id, item_id, rank)."""
+    order = np.lexsort((-score, top.users))
+    rank = _rank_within(top.users, score)[order]
+    keep = order[rank <= k]
+    return pd.DataFrame({"user_id": model.user_ids[top.users[keep]], "item_id": model.item_ids[top.items[keep]],
+                         "rank": rank[rank <= k].astype(int)})
+
+
+@dataclass
+class TrainingSet:
+    x: pd.DataFrame
+    y: np.ndarray
+    top: object          # TopK of the inner model's candidates
+    model: object        # first stage fitted on the inner train
+    truth: pd.DataFrame  # inner holdout, new items (user_id, item_id)
+    fitting: np.ndarray  # rows of the fitting slice (users with a positive)
+    stopping: np.ndarray  # rows of the early-stopping slice (users with a positive)
+    val_users: np.ndarray  # user rows of the validation slice (all with truth)
+
+
+def training_set(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage) -> TrainingSet:
+    rc, ec = cfg.rerank, cfg.eval
+    protocol = ec.protocol if ec.protocol in ("temporal", "stratified") else "temporal"
+    inner, holdout = split(history, protocol, ec.holdout_share, ec.seed)
+    model = first.fit(inner, catalogue, genre_weights(inner, catalogue, cfg.genres, run_date), cfg.recommend,
+                      cfg.genres, cfg.clean.rating_max)
+    truth = new_items(holdout, inner)[["user_id", "item_id"]]
+    users = np.flatnonzero(pd.Index(model.user_ids).isin(truth["user_id"].unique()))
+    top = candidates(model, cfg.recommend, rc.candidates, first, users)
+    x = features(model, side_data(model, inner, rc.last_items), top, first)
+    y = _labels(model, top, truth)
+    rng = np.random.default_rng(rc.seed)
+    val = rng.permutation(users)[:max(1, int(round(rc.val_share * len(users))))]
+    positive = np.isin(top.users, np.unique(top.users[y > 0]))
+    in_val = np.isin(top.users, val)
+    fit_users = np.unique(top.users[positive & ~in_val])
+    if rc.max_train_users and len(fit_users) > rc.max_train_users:
+        fit_users = rng.choice(fit_users, rc.max_train_users, replace=False)
+    return TrainingSet(x, y, top, model, truth, np.flatnonzero(np.isin(top.users, fit_users)),
+                       np.flatnonzero(positive & in_val), np.sort(val))
+
+
+def train(data: TrainingSet, rc, k: int, names: list[str]):
+    import lightgbm as lgb
+
+    params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [k], "num_leaves": rc.num_leaves,
+              "learning_rate": rc.learning_rate, "min_child_samples": rc.min_child_samples,
+              "feature_fraction": rc.feature_fraction, "num_threads": rc.threads, "seed": rc.seed,
+              "deterministic": True, "force_row_wise": True, "verbose": -1}
+    sets = [lgb.Dataset(data.x.iloc[r][names].to_numpy(), data.y[r], group=_groups(data.top.users[r]),
+                        feature_name=names, free_raw_data=True) for r in (data.fitting, data.stopping)]
+    return lgb.train(params, sets[0], rc.n_estimators, valid_sets=[sets[1]],
+                     callbacks=[lgb.early_stopping(rc.early_stopping_rounds, verbose=False)])
+
+
+@dataclass
+class Reranker:
+    booster: object
+    names: list[str]
+    cfg: object
+    first: FirstStage
+    decision: dict
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        return self.booster.predict(x[self.names].to_numpy(), num_threads=self.cfg.rerank.threads)
+
+    def rank(self, model, interactions: pd.DataFrame, rc, users=None):
+        """The top rc.top_n of each user's rerank.candidates by the trees, as a TopK whose score is
+        the trees' output and whose `reasons` name the features that lifted each item most."""
+        top = candidates(model, rc, self.cfg.rerank.candidates, self.first, users)
+        x = features(model, side_data(model, interactions, self.cfg.rerank.last_items), top, self.first)
+        s = self.predict(x)
+        order = np.lexsort((-s, top.users))
+        rank = _rank_within(top.users, s)[order]
+        keep = order[rank <= rc.top_n]
+        comps = {c: (v[keep] if c in top.weights else np.full(len(keep), np.nan, np.float32))
+                 for c, v in top.components.items()}
+        out = replace(top, users=top.users[keep], items=top.items[keep], rank=rank[rank <= rc.top_n].astype(int),
+                      score=s[keep], components=comps)
+        out.reasons = self.reasons(model, out, x.iloc[keep])
+        return out
+
+    def reasons(self, model, top, x: pd.DataFrame) -> np.ndarray:
+        """`rerank: <the features with the largest positive contributions>`, then explain.py's
+        genre and most-similar-item parts."""
+        contrib = self.booster.predict(x[self.names].to_numpy(), pred_contrib=True,
+                                       num_threads=self.cfg.rerank.threads)[:, :-1]
+        best = np.argsort(-contrib, 1, kind="stable")[:, :3]
+        rest = [r.partition(" | ")[2] for r in explain(model, top)]
+        out = np.empty(len(best), dtype=object)
+        for j, (b, tail) in enumerate(zip(best, rest)):
+            lifted = list(dict.fromkeys(LABELS[self.names[f]] for f in b if contrib[j, f] > 0))[:2] or ["blend"]
+            out[j] = " | ".join(["rerank: " + ", ".join(lifted), *([tail] if tail else [])])
+        return out
+
+
+def fit(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage,
+        data: Optional[TrainingSet] = None) -> tuple[Reranker, TrainingSet]:
+    """Train on a split of `history`; decide (rerank.enabled) on its validation slice."""
+    t0 = time.time()
+    data = data or training_set(history, catalogue, cfg, run_date, first)
+    k, rc = cfg.eval.k, cfg.rerank
+    booster = train(data, rc, k, FEATURES)
+    rr = Reranker(booster, list(FEATURES), cfg, first, {})
+    rows = np.flatnonzero(np.isin(data.top.users, data.val_users))
+    sub = replace(data.top, users=data.top.users[rows], items=data.top.items[rows])
+    truth = data.truth[data.truth["user_id"].isin(set(data.model.user_ids[data.val_users]))]
+    val = {name: ranking_metrics(truth, _recs(data.model, sub, s, k), k)[f"ndcg@{k}"]
+           for name, s in (("blend", -data.top.rank[rows].astype(float)), ("rerank", rr.predict(data.x.iloc[rows])))}
+    better = val["rerank"] > val["blend"]
+    kept = rc.enabled == "on" or (rc.enabled == "auto" and better)
+    reason = ("enabled: on" if rc.enabled == "on" else
+              f"auto: re-ranker {'beats' if better else 'does not beat'} the blend on validation")
+    rr.decision = {"enabled": rc.enabled, "kept": bool(kept), "reason": reason, "metric": f"ndcg@{k}",
+                   "validation": val, "validation_users": int(len(data.val_users)),
+                   "train_users": int(len(np.unique(data.top.users[data.fitting]))),
+                   "train_rows": int(len(data.fitting)), "best_iteration": int(booster.best_iteration),
+                   "candidate_recall": float(data.y.sum() / max(len(data.truth), 1)),
+                   "seconds": round(time.time() - t0, 1)}
+    return rr, data
+
+
+def evaluation(train_df: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage, model,
+               users: np.ndarray) -> tuple[dict, dict]:
+    """Recommendations of the re-ranker (and, with rerank.ablations, of one retrained without each
+    feature group) for the user rows `users` of `model` (the first stage fitted on `train_df`), from
+    trees trained on a split of `train_df` alone; ({} when auto drops it, decision)."""
+    rr, data = fit(train_df, catalogue, cfg, run_date, first)
+    if not rr.decision["kept"]:
+        return {}, rr.decision
+    k = cfg.eval.k
+    top = candidates(model, cfg.recommend, cfg.rerank.candidates, first, users)
+    x = features(model, side_data(model, train_df, cfg.rerank.last_items), top, first)
+    out = {"rerank": _recs(model, top, rr.predict(x), k)}
+    if cfg.rerank.ablations:
+        for group, names in GROUPS.items():
+            keep = [f for f in FEATURES if f not in names]
+            b = Reranker(train(data, cfg.rerank, k, keep), keep, cfg, first, {})
+            out[f"rerank-{group}"] = _recs(model, top, b.predict(x), k)
+    return out, rr.decision
+
+
+def night(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage) -> tuple[Optional[Reranker], dict]:
+    """The recommend stage's part: trees trained on a split of the night's history, logged to the
+    active MLflow run; (the re-ranker, or None where auto drops it, stage metrics)."""
+    rr, data = fit(history, catalogue, cfg, run_date, first)
+    log_to_mlflow(rr, data.x.iloc[:200])
+    d = rr.decision
+    metrics = {"rerank_kept": float(d["kept"]), "rerank_fit_seconds": d["seconds"],
+               **{f"rerank_validation_{m}_ndcg": v for m, v in d["validation"].items()}}
+    return (rr if d["kept"] else None), metrics
+
+
+def log_to_mlflow(rr: Reranker, sample: pd.DataFrame) -> None:
+    """Into the active run (none: nothing): the trees' params and decision, a feature importance
+    plot, and the model with its signature (features in, score out)."""
+    import mlflow
+    if mlflow.active_run() is None:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow.lightgbm
+    from mlflow.models import infer_signature
+
+    d = rr.decision
+    mlflow.log_params({"rerank_model.best_iteration": d["best_iteration"], "rerank_model.features": len(rr.names),
+                       "rerank_model.train_users": d["train_users"], "rerank_model.kept": d["kept"]})
+    mlflow.set_tag("rerank_decision", d["reason"])
+    mlflow.log_dict(d, "rerank/decision.json")
+    gain = rr.booster.feature_importance("gain")
+    order = np.argsort(gain)
+    fig, ax = plt.subplots(figsize=(6, 0.22 * len(order) + 1))
+    ax.barh(np.asarray(rr.names)[order], gain[order])
+    ax.set_title("re-ranker feature importance (gain)")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    mlflow.log_figure(fig, "rerank/feature_importance.png")
+    plt.close(fig)
+    x = sample[rr.names]
+    mlflow.lightgbm.log_model(rr.booster, name="reranker", signature=infer_signature(x, rr.predict(x)))

@@ -1,0 +1,196 @@
+"""The learned second stage (genre_lib/rerank.py) on tiny data: aligned finite features, `off` as
+without a re-ranker, the auto decision recorded, reasons that name features, labels from the inner
+holdout only (never the test split), and the stage's MLflow record."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from genre_lib import recommend as rec
+from genre_lib import rerank
+from genre_lib.config import ConfigError, load_config
+from genre_lib.evaluate import evaluate, genre_weights
+from genre_lib.splits import new_items, split
+from tests.test_recommend import tiny_data
+
+FIRST = rec.FIRST_STAGE
+SMALL = ["rerank.candidates=30", "rerank.n_estimators=20", "rerank.early_stopping_rounds=5",
+         "rerank.min_child_samples=5", "rerank.threads=1", "recommend.top_n=5", "eval.k=5"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    inter, items, scores, emb = tiny_data(n_users=60, n_items=80, n=2000)
+    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
+    return inter, cat
+
+
+def cfg_with(*overrides):
+    return load_config(None, [*SMALL, *overrides])
+
+
+def full_model(inter, cat, cfg):
+    return rec.fit(inter, cat, genre_weights(inter, cat, cfg.genres, None), cfg.recommend, cfg.genres, 5.0)
+
+
+def test_config_reads_yaml_on_off_and_refuses_unknown_modes():
+    assert load_config(None, ["rerank.enabled=on"]).rerank.enabled == "on"  # YAML 1.1: a bare on is True
+    assert load_config(None, ["rerank.enabled=off"]).rerank.enabled == "off"
+    assert load_config(None, []).rerank.enabled == "off"
+    with pytest.raises(ConfigError, match="rerank.enabled"):
+        load_config(None, ["rerank.enabled=maybe"])
+
+
+def test_gathering_every_scorer_leaves_the_blend_unchanged(data):
+    inter, cat = data
+    cfg = cfg_with()
+    model = full_model(inter, cat, cfg)
+    a = rec.recommend(model, cfg.recommend.weights, 30, 7)
+    b = rec.recommend(model, cfg.recommend.weights, 30, 7, gather=rerank.COMPONENTS)
+    for f in ("users", "items", "rank", "score"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    for c in a.weights:
+        np.testing.assert_array_equal(a.components[c], b.components[c])
+    assert "popularity" not in a.weights and np.isfinite(b.components["popularity"]).all()
+
+
+def test_features_are_finite_and_aligned_with_the_candidates(data):
+    inter, cat = data
+    cfg = cfg_with()
+    model = full_model(inter, cat, cfg)
+    top = rerank.candidates(model, cfg.recommend, 30, FIRST)
+    x = rerank.features(model, rerank.side_data(model, inter, 5), top, FIRST)
+    assert list(x.columns) == rerank.FEATURES and len(x) == len(top.users) == 30 * model.n_users
+    assert np.isfinite(x.to_numpy()).all() and (x.dtypes == np.float32).all()
+    np.testing.assert_array_equal(x["blend_rank"], top.rank)
+    np.testing.assert_allclose(x["z_cf"], top.components["cf"], rtol=1e-6)
+    np.testing.assert_allclose(x["genre_r"], rec.genre_r(model, top.users, top.items), rtol=1e-6)
+    first = np.flatnonzero(top.rank == 1)
+    assert (x["rank_cf"].to_numpy()[first] >= 1).all() and x["rank_cf"].max() == 30
+    # the sequence features compare with the user's newest items: a user's newest item is in `last`
+    side = rerank.side_data(model, inter, 5)
+    newest = inter.sort_values("ts").groupby("user_id")["item_id"].last()
+    u = pd.Index(model.user_ids).get_indexer(newest.index)
+    assert (model.item_ids[side.last[u, 0]] == newest.to_numpy()).all()
+    # user and item facts land on their rows
+    act = np.asarray(model.seen.sum(1)).ravel()
+    assert np.corrcoef(x["user_activity"], act[top.users])[0, 1] > 0.9
+
+
+def test_training_labels_come_from_the_inner_holdout_only(data):
+    inter, cat = data
+    cfg = cfg_with("rerank.enabled=on")
+    train, test = split(inter, "temporal", 0.2, 42)
+    d = rerank.training_set(train, cat, cfg, None, FIRST)
+    inner, holdout = split(train, "temporal", 0.2, 42)
+    pos = pd.DataFrame({"user_id": d.model.user_ids[d.top.users[d.y > 0]],
+                        "item_id": d.model.item_ids[d.top.items[d.y > 0]]})
+    assert len(pos) > 10
+    held = set(zip(*new_items(holdout, inner)[["user_id", "item_id"]].to_numpy().T))
+    assert set(zip(pos["user_id"], pos["item_id"])) <= held
+    # the first stage of the training rows saw the inner train only
+    assert d.model.seen.sum() == inner[["user_id", "item_id"]].drop_duplicates().shape[0]
+    # fitting and early stopping slices are disjoint users; the validation slice holds the latter
+    fit_u, stop_u = set(d.top.users[d.fitting]), set(d.top.users[d.stopping])
+    assert fit_u and stop_u and not fit_u & stop_u and stop_u <= set(d.val_users)
+
+
+def test_evaluation_fits_the_reranker_on_the_training_split_only(data, monkeypatch):
+    inter, cat = data
+    seen = []
+    real = rerank.training_set
+    monkeypatch.setattr(rerank, "training_set", lambda history, *a, **k: seen.append(history) or real(history, *a, **k))
+    payload = evaluate(inter, cat, cfg_with("rerank.enabled=on"))
+    train, test = split(inter, "temporal", 0.2, 42)
+    assert len(seen) == 1 and len(seen[0]) == len(train)
+    assert not set(seen[0].index) & set(test.index)
+    assert payload["primary"] == "rerank"
+    groups = {f"rerank-{g}" for g in rerank.GROUPS}
+    assert {"blend", "rerank", *groups} <= set(payload["models"])
+    assert set(payload["models"]["rerank"]) == set(payload["models"]["blend"])  # same keys
+    assert set(payload["variants"]) == set(payload["models"])
+    assert payload["rerank_decision"]["kept"] and payload["rerank_decision"]["reason"] == "enabled: on"
+
+
+def test_auto_records_the_decision_and_keeps_only_a_gain(data):
+    inter, cat = data
+    rr, _ = rerank.fit(inter, cat, cfg_with("rerank.enabled=auto"), None, FIRST)
+    d = rr.decision
+    assert d["enabled"] == "auto" and d["metric"] == "ndcg@5" and set(d["validation"]) == {"blend", "rerank"}
+    assert d["kept"] == (d["validation"]["rerank"] > d["validation"]["blend"])
+    assert d["reason"].startswith("auto: re-ranker " + ("beats" if d["kept"] else "does not beat"))
+    payload = evaluate(inter, cat, cfg_with("rerank.enabled=auto", "rerank.ablations=false"))
+    kept = payload["rerank_decision"]["kept"]
+    assert ("rerank" in payload["models"]) == kept and payload["primary"] == ("rerank" if kept else "blend")
+
+
+def test_off_changes_nothing_in_evaluation(data):
+    inter, cat = data
+    off = evaluate(inter, cat, cfg_with("rerank.enabled=off"))
+    assert off["primary"] == "blend" and "rerank_decision" not in off
+    assert not any(n.startswith("rerank") for n in off["models"])
+
+
+def test_reranked_lists_and_their_reasons(data):
+    inter, cat = data
+    cfg = cfg_with("rerank.enabled=on")
+    rr, _ = rerank.fit(inter, cat, cfg, None, FIRST)
+    model = full_model(inter, cat, cfg)
+    top = rr.rank(model, inter, cfg.recommend)
+    frame = rec.recommendations_frame(model, top, cfg.recommend)
+    assert len(frame) == 5 * model.n_users
+    assert (frame.groupby("user_id")["rank"].apply(list) == pd.Series([[1, 2, 3, 4, 5]] * model.n_users,
+                                                                     index=sorted(model.user_ids))).all()
+    assert (frame.groupby("user_id")["score"].diff().dropna() <= 1e-12).all()  # the trees' score, descending
+    assert frame["popularity_score"].isna().all()  # unused by the blend: null, as without a re-ranker
+    labels = set(rerank.LABELS.values()) | {"blend"}
+    for reason in frame["reason"]:
+        head = reason.split(" | ")[0]
+        assert head.startswith("rerank: ") and set(head[len("rerank: "):].split(", ")) <= labels
+    # reasons name the features with the largest positive contribution of each row
+    x = rerank.features(model, rerank.side_data(model, inter, 5), rerank.candidates(model, cfg.recommend, 30, FIRST), FIRST)
+    contrib = rr.booster.predict(x.iloc[:1].to_numpy(), pred_contrib=True)[0, :-1]
+    assert contrib.shape == (len(rerank.FEATURES),)
+
+
+def test_recommend_stage_off_is_the_blend_and_on_logs_the_model(data, tmp_path, mlflow_uri):
+    import mlflow
+
+    from genre_lib.jobrun import JobContext
+    from genre_lib.tables import Lake
+
+    inter, cat = data
+    ds = "2026-11-22"
+    lake = Lake(str(tmp_path / "lake"))
+    man = {"run_id": "test", "config_hash": "x"}
+    lake.write_pandas("interactions_clean", ds, inter, man)
+    lake.write_pandas("items_clean", ds, cat.items, man)
+    lake.write_pandas("item_genre_scores", ds, cat.item_genre_scores.assign(source="labelled"), man)
+    lake.write_pandas("item_embeddings", ds, cat.embeddings, man)
+    base = cfg_with(f"lake.root={lake.root}")
+    weights = genre_weights(inter, cat, base.genres, pd.Timestamp(ds).date())
+    lake.write_pandas("user_genre_weights", ds, weights, man)
+
+    rec.run(JobContext.of("recommend", cfg_with(f"lake.root={lake.root}", "rerank.enabled=off"), ds))
+    off = lake.read_pandas("recommendations", ds)
+    history = lake.read_pandas("interactions_clean", ds)
+    model = rec.fit(history, rec.Catalogue.from_lake(lake, ds), weights, base.recommend, base.genres, 5.0)
+    blend = rec.recommendations_frame(model, rec.recommend(model, base.recommend.weights, 5, base.recommend.block_users),
+                                      base.recommend)
+    pd.testing.assert_frame_equal(off[blend.columns].reset_index(drop=True), blend.reset_index(drop=True),
+                                  check_dtype=False)
+
+    mlflow.set_tracking_uri(mlflow_uri)
+    mlflow.set_experiment("genre-nightly")  # artifacts in tmp_path (the fixture's experiment)
+    with mlflow.start_run() as run:
+        metrics = rec.run(JobContext.of("recommend", cfg_with(f"lake.root={lake.root}", "rerank.enabled=on"), ds))
+    on = lake.read_pandas("recommendations", ds)
+    assert metrics["rerank_kept"] == 1.0 and len(on) == len(off)
+    assert on["reason"].str.startswith("rerank: ").all()
+    client = mlflow.MlflowClient()
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "rerank")}
+    assert {"rerank/decision.json", "rerank/feature_importance.png"} <= arts
+    assert client.get_run(run.info.run_id).data.tags["rerank_decision"] == "enabled: on"
+    logged = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    assert logged and logged[0].name == "reranker"
+    model_info = mlflow.models.get_model_info(f"models:/{logged[0].model_id}")
+    assert [c.name for c in model_info.signature.inputs.inputs] == rerank.FEATURES
