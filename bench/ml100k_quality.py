@@ -170,6 +170,8 @@ def report(interactions: pd.DataFrame, catalogue: Catalogue, profile: str, overr
     payload = evaluate(interactions, catalogue, cfg)
     print(markdown_report(payload))
     print(f"({time.time() - t0:.1f}s)")
+    if "rerank_decision" in payload:  # the learned second stage's validation and auto decision
+        print("rerank decision:", payload["rerank_decision"])
     if cfg.eval.protocol == "stratified":
         best = payload["models"][payload["primary"]]
         cf = payload["models"].get("cf", {})

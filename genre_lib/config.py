@@ -137,7 +137,7 @@ class RerankConfig(_Section):
     min_child_samples: int = Field(50, ge=1)
     feature_fraction: float = Field(0.8, gt=0, le=1)
     val_share: float = Field(0.2, gt=0, lt=1)
-    max_train_users: Optional[int] = Field(None, ge=10)  # cost cap: a seeded sample of the fitting slice
+    max_train_users: Optional[int] = Field(2000, ge=10)  # cost cap: a seeded sample of labelled users
     last_items: int = Field(5, ge=1)  # the user's newest items the sequence features compare with
     ablations: bool = True  # evaluate: retrain without each feature group (rerank-<group>)
     threads: int = Field(2, ge=1)

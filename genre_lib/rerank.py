@@ -9,24 +9,19 @@ Training rows come from the evaluation protocol one level down (splits.split on 
 first stage is fitted on the inner train, its top `rerank.candidates` per user are the rows, the
 inner holdout's new items the labels (binary). The labelled users are drawn (seeded) into a
 fitting slice and a `val_share` slice for early stopping and the auto decision (re-ranker vs
-blend, nDCG@eval.k there). Nothing outside `history` is read: at evaluation `history` is the
-training split, so the test split never fits or chooses anything. The trees are then applied to
-a first stage refitted on all of `history` (its candidates and features).
+blend, nDCG@eval.k there, kept by auto only for a gain above 2 paired standard errors). Nothing
+outside `history` is read: at evaluation `history` is the training split, so the test split never
+fits or chooses anything. The trees then rank a first stage refitted on all of `history`.
 
-`first` is genre_lib.recommend's fit/recommend/genre_r (a FirstStage): passed in, not imported,
-because recommend imports this module.
+`first`: genre_lib.recommend's fit/recommend/genre_r, passed in (recommend imports this module).
 
 Feature groups (evaluation retrains without each one: `rerank-<group>`):
-  scores    each scorer's standardised value and its rank among the user's candidates; the
-            blend's score, rank and gap to the user's best candidate
-  genre     R(u,i); the user's weight on the item's genres and whether it carries the user's top
-            genre; entropy of the user's genre weights; classifier confidence; genre count
+  scores    each scorer's standardised value and rank among the user's candidates; the blend's too
+  genre     R(u,i); the user's weight on the item's genres, its top genre's; entropy; confidence
   sequence  the item against the user's last `last_items` items: embedding cosine (max, mean),
             cf item-item weight (sum), genre-vector cosine (mean)
-  item      popularity percentile, share of its events in the last tenth of the time span, days
-            since first seen, mean rating (shrunk to the global mean)
-  user      activity percentile, days since the last event, span in days, mean rating, mean
-            popularity percentile of the user's items and the item's gap to it
+  item      popularity percentile, share of events in the last tenth of the span, age, mean rating
+  user      activity percentile, days since the last event, span, mean rating, taste for hits
 """
 from __future__ import annotations
 
@@ -41,7 +36,7 @@ from scipy.stats import rankdata
 
 from genre_lib.explain import explain
 from genre_lib.genres import item_genres_pandas, user_genre_weights_pandas
-from genre_lib.metrics import ranking_metrics
+from genre_lib.metrics import per_user_metrics
 from genre_lib.splits import new_items, split
 
 COMPONENTS = ("genre", "content", "cf", "popularity")  # recommend.COMPONENTS (not imported: see above)
@@ -69,7 +64,7 @@ LABELS = {**{f"z_{c}": f"{c} score" for c in COMPONENTS}, **{f"rank_{c}": f"{c} 
 
 
 @dataclass(frozen=True)
-class FirstStage:
+class FirstStage:  # the functions of genre_lib.recommend the second stage uses
     fit: Callable       # recommend.fit(interactions, catalogue, user_weights, rc, gc, rating_max) -> Model
     recommend: Callable  # recommend.recommend(model, weights, top_n, block_users, users=, gather=) -> TopK
     genre_r: Callable   # recommend.genre_r(model, user rows, item columns) -> R(u,i)
@@ -193,8 +188,11 @@ def features(model, side: Side, top, first: FirstStage) -> pd.DataFrame:
     for name in GROUPS["user"][:-1]:
         cols[name] = side.user[name].to_numpy()[U]
     cols["popularity_gap"] = cols["item_popularity"] - cols["user_mainstream"]
-    x = pd.DataFrame({f: np.asarray(cols.get(f, np.zeros(len(U))), np.float32) for f in FEATURES})
-    return x.fillna(0.0).replace([np.inf, -np.inf], 0.0)
+    x = np.zeros((len(U), len(FEATURES)), np.float32)
+    for j, f in enumerate(FEATURES):
+        if f in cols:
+            x[:, j] = cols[f]
+    return pd.DataFrame(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), columns=FEATURES)
 
 
 def candidates(model, rc, M: int, first: FirstStage, users=None):
@@ -241,18 +239,18 @@ def training_set(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstSt
     model = first.fit(inner, catalogue, genre_weights(inner, catalogue, cfg.genres, run_date), cfg.recommend,
                       cfg.genres, cfg.clean.rating_max)
     truth = new_items(holdout, inner)[["user_id", "item_id"]]
-    users = np.flatnonzero(pd.Index(model.user_ids).isin(truth["user_id"].unique()))
-    top = candidates(model, cfg.recommend, rc.candidates, first, users)
+    users = np.random.default_rng(rc.seed).permutation(
+        np.flatnonzero(pd.Index(model.user_ids).isin(truth["user_id"].unique())))
+    n_val = max(1, int(round(rc.val_share * len(users))))
+    val, fit_users = users[:n_val], users[n_val:]
+    if rc.max_train_users and len(fit_users) > rc.max_train_users:  # cost: features for a sample only
+        fit_users, val = fit_users[:rc.max_train_users], val[:max(1, int(round(rc.max_train_users * rc.val_share)))]
+    top = candidates(model, cfg.recommend, rc.candidates, first, np.sort(np.r_[fit_users, val]))
     x = features(model, side_data(model, inner, rc.last_items), top, first)
     y = _labels(model, top, truth)
-    rng = np.random.default_rng(rc.seed)
-    val = rng.permutation(users)[:max(1, int(round(rc.val_share * len(users))))]
-    positive = np.isin(top.users, np.unique(top.users[y > 0]))
+    positive = np.isin(top.users, np.unique(top.users[y > 0]))  # a query without a positive teaches nothing
     in_val = np.isin(top.users, val)
-    fit_users = np.unique(top.users[positive & ~in_val])
-    if rc.max_train_users and len(fit_users) > rc.max_train_users:
-        fit_users = rng.choice(fit_users, rc.max_train_users, replace=False)
-    return TrainingSet(x, y, top, model, truth, np.flatnonzero(np.isin(top.users, fit_users)),
+    return TrainingSet(x, y, top, model, truth, np.flatnonzero(positive & ~in_val),
                        np.flatnonzero(positive & in_val), np.sort(val))
 
 
@@ -321,14 +319,19 @@ def fit(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage,
     rows = np.flatnonzero(np.isin(data.top.users, data.val_users))
     sub = replace(data.top, users=data.top.users[rows], items=data.top.items[rows])
     truth = data.truth[data.truth["user_id"].isin(set(data.model.user_ids[data.val_users]))]
-    val = {name: ranking_metrics(truth, _recs(data.model, sub, s, k), k)[f"ndcg@{k}"]
+    per = {name: per_user_metrics(truth, _recs(data.model, sub, s, k), k)[f"ndcg@{k}"]
            for name, s in (("blend", -data.top.rank[rows].astype(float)), ("rerank", rr.predict(data.x.iloc[rows])))}
-    better = val["rerank"] > val["blend"]
+    diff = per["rerank"] - per["blend"].reindex(per["rerank"].index)
+    gain, se = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(max(len(diff), 1))) if len(diff) > 1 else np.inf
+    # a few hundred validation users are noisy: auto keeps the trees only for a gain above 2 paired SE
+    better = gain > 2 * se
     kept = rc.enabled == "on" or (rc.enabled == "auto" and better)
     reason = ("enabled: on" if rc.enabled == "on" else
-              f"auto: re-ranker {'beats' if better else 'does not beat'} the blend on validation")
+              f"auto: re-ranker {'beats' if better else 'does not beat'} the blend on validation "
+              f"(nDCG@{k} difference {gain:+.4f}, 2 SE {2 * se:.4f})")
     rr.decision = {"enabled": rc.enabled, "kept": bool(kept), "reason": reason, "metric": f"ndcg@{k}",
-                   "validation": val, "validation_users": int(len(data.val_users)),
+                   "validation": {n: float(v.mean()) for n, v in per.items()}, "difference": gain, "se": se,
+                   "validation_users": int(len(data.val_users)),
                    "train_users": int(len(np.unique(data.top.users[data.fitting]))),
                    "train_rows": int(len(data.fitting)), "best_iteration": int(booster.best_iteration),
                    "candidate_recall": float(data.y.sum() / max(len(data.truth), 1)),

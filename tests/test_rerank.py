@@ -116,7 +116,8 @@ def test_auto_records_the_decision_and_keeps_only_a_gain(data):
     rr, _ = rerank.fit(inter, cat, cfg_with("rerank.enabled=auto"), None, FIRST)
     d = rr.decision
     assert d["enabled"] == "auto" and d["metric"] == "ndcg@5" and set(d["validation"]) == {"blend", "rerank"}
-    assert d["kept"] == (d["validation"]["rerank"] > d["validation"]["blend"])
+    assert d["difference"] == pytest.approx(d["validation"]["rerank"] - d["validation"]["blend"])
+    assert d["kept"] == (d["difference"] > 2 * d["se"])  # a gain beyond the validation slice's noise
     assert d["reason"].startswith("auto: re-ranker " + ("beats" if d["kept"] else "does not beat"))
     payload = evaluate(inter, cat, cfg_with("rerank.enabled=auto", "rerank.ablations=false"))
     kept = payload["rerank_decision"]["kept"]
