@@ -120,6 +120,9 @@ class RecommendConfig(_Section):
     cf_max_items: int = Field(20_000, ge=1)
     pseudonymize_users: bool = False
     pseudonym_key_env: str = "GENRE_PSEUDONYM_KEY"
+    # local: the all-user top-N on the driver; spark: user blocks ranked on the executors, the
+    # fitted model shipped to them once as a lake artifact (genre_lib/spark_rank.py)
+    engine: Literal["local", "spark"] = "local"
 
 
 class RerankConfig(_Section):
@@ -218,6 +221,12 @@ class PipelineConfig(_Section):
     mlflow: MlflowConfig = MlflowConfig()
     publish: PublishConfig = PublishConfig()
     tuning: TuningConfig = Field(default_factory=TuningConfig)
+
+    @model_validator(mode="after")
+    def _engine_without_reranker(self) -> "PipelineConfig":
+        if self.recommend.engine == "spark" and self.rerank.enabled != "off":
+            raise ValueError("recommend.engine: spark ranks the blend only; set rerank.enabled: off, or engine: local")
+        return self
 
     @model_validator(mode="after")
     def _tunable_keys(self) -> "PipelineConfig":

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from genre_lib.config import EncoderConfig
+from genre_lib.spark import ship_package
 
 log = logging.getLogger("genre.encoder")
 
@@ -255,7 +256,7 @@ def spark_encode(spark, texts: Sequence[str], cfg: EncoderConfig) -> np.ndarray:
     from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, FloatType
 
-    _ship_package(spark)
+    ship_package(spark)
     settings = cfg.model_dump()
 
     def make_predict_fn():
@@ -287,21 +288,3 @@ def spark_encode(spark, texts: Sequence[str], cfg: EncoderConfig) -> np.ndarray:
     if len(res) == 0:
         return np.empty((0, 0), dtype=np.float32)
     return np.stack(res["vector"].to_numpy()).astype(np.float32, copy=False)
-
-
-def _ship_package(spark) -> None:
-    """Make genre_lib importable on executors (a cluster has no checkout; local workers do not see
-    the driver's sys.path edits). Zipped once per SparkContext."""
-    import tempfile
-    import zipfile
-
-    sc = spark.sparkContext
-    if getattr(sc, "_genre_lib_shipped", False):
-        return
-    pkg = Path(__file__).resolve().parent
-    zpath = Path(tempfile.mkdtemp(prefix="genre_lib-")) / "genre_lib.zip"
-    with zipfile.ZipFile(zpath, "w") as z:
-        for f in pkg.rglob("*.py"):
-            z.write(f, f.relative_to(pkg.parent).as_posix())
-    sc.addPyFile(str(zpath))
-    sc._genre_lib_shipped = True

@@ -30,8 +30,9 @@ import scipy.sparse as sp
 import torch
 
 from genre_lib import ab
-from genre_lib import rerank
+from genre_lib import rerank, spark_rank
 from genre_lib.catalogue import Catalogue
+from genre_lib.cf import ease, rating_matrix, recency_matrix  # noqa: F401  (rec.* in tests)
 from genre_lib.config import GenresConfig, RecommendConfig
 from genre_lib.explain import explain
 from genre_lib.pseudonym import pseudonymize
@@ -125,47 +126,6 @@ def user_weight_matrix(weights: Optional[pd.DataFrame], user_index: pd.Index, ge
     ok = (u >= 0) & (c >= 0)
     w[u[ok], c[ok]] = weights["weight"].to_numpy(float)[ok]
     return w
-
-
-def ease(x: sp.csr_matrix, lam: float, dropout: float = 0.0) -> np.ndarray:
-    """Item-item weights of the EASE family, closed form (float64 solve, float32 result).
-    dropout = 0: EASE^R, B = I - P diagMat(1/diag P), P = (X'X + lam I)^-1, zero diagonal.
-    dropout = p > 0: DLAE, B = (G + L)^-1 G with L = lam I + p/(1-p) diag(G): dropout noise on
-    the input as a closed-form penalty; it keeps the model off the identity without the diagonal
-    constraint."""
-    g = (x.T @ x).toarray().astype(np.float64)
-    if dropout > 0:
-        pen = lam + dropout / (1.0 - dropout) * np.diag(g)
-        a = g.copy()
-        a[np.diag_indices_from(a)] += pen
-        return np.linalg.solve(a, g).astype(np.float32)
-    g[np.diag_indices_from(g)] += lam
-    p = np.linalg.inv(g)
-    b = p / (-np.diag(p))
-    b[np.diag_indices_from(b)] = 0.0
-    return b.astype(np.float32)
-
-
-def recency_matrix(df: pd.DataFrame, user_index: pd.Index, item_index: pd.Index, half_life: float) -> sp.csr_matrix:
-    """users x items: 0.5 ** (k / half_life) on each distinct item of a user, k = 0 for the newest
-    (by its latest ts, ties by item id), 1 for the one before, ... Position, not age in days: users
-    rate at very different paces, and it is the order that carries what they look at next."""
-    d = df.sort_values(["user_id", "ts", "item_id"], kind="stable").drop_duplicates(["user_id", "item_id"], keep="last")
-    k = d.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy(float)
-    return sp.csr_matrix((np.power(0.5, k / half_life).astype(np.float32),
-                          (user_index.get_indexer(d["user_id"]), item_index.get_indexer(d["item_id"]))),
-                         shape=(len(user_index), len(item_index)))
-
-
-def rating_matrix(df: pd.DataFrame, user_index: pd.Index, item_index: pd.Index, power: float,
-                  rating_max: float) -> sp.csr_matrix:
-    """users x items: (rating / rating_max) ** power on each distinct item of a user (its highest
-    rating when rated twice; 1 where an event has no rating)."""
-    r = (df["rating"].astype(float) / rating_max).clip(lower=0, upper=1) if "rating" in df else pd.Series(1.0, index=df.index)
-    d = pd.DataFrame({"u": user_index.get_indexer(df["user_id"]), "i": item_index.get_indexer(df["item_id"]),
-                      "w": np.power(r.fillna(1.0).to_numpy(float), power)})
-    d = d.groupby(["u", "i"], sort=False)["w"].max().reset_index()
-    return sp.csr_matrix((d["w"].to_numpy(np.float32), (d["u"], d["i"])), shape=(len(user_index), len(item_index)))
 
 
 def cf_input_matrix(model: "Model", df: pd.DataFrame, half_life: Optional[float]) -> Optional[sp.csr_matrix]:
@@ -366,6 +326,11 @@ def recommendations_frame(model: Model, topk: TopK, rc, variant: Optional[str] =
     })
 
 
+def score_users(model: Model, rc, variant: Optional[str], users: np.ndarray) -> pd.DataFrame:
+    """A block of user rows ranked and explained: what recommend.engine=spark runs on executors."""
+    return recommendations_frame(model, recommend(model, rc.weights, rc.top_n, rc.block_users, users=users), rc, variant)
+
+
 FIRST_STAGE = rerank.FirstStage(fit, recommend, genre_r)  # what the learned second stage re-ranks
 
 
@@ -380,6 +345,13 @@ def run(ctx) -> dict:
     refit = lambda rc: fit(history, catalogue, weights, rc, cfg.genres, cfg.clean.rating_max)  # noqa: E731
     model = refit(cfg.recommend)
     arms = ab.arms(cfg, model, refit)
+    if cfg.recommend.engine == "spark":  # user blocks ranked on the executors, by score_users
+        sdf, done = spark_rank.rank(ctx, [(a.name, a.model, a.rc, a.rows) for a in arms], score_users)
+        try:
+            man = ctx.lake.write_spark("recommendations", ctx.ds, sdf, ctx.manifest(users=model.n_users))
+        finally:
+            done()
+        return {"users": model.n_users, "items": model.n_items, "rows": man["row_count"]}
     second, extra = (rerank.night(history, catalogue, cfg, ctx.run_date, FIRST_STAGE) if cfg.rerank.enabled != "off"
                      else (None, {}))  # None: the blend ranks (off, or auto found no gain on validation)
     parts = [(a, recommend(a.model, a.rc.weights, a.rc.top_n, a.rc.block_users, users=a.rows) if second is None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from genre_lib.config import PipelineConfig
 
@@ -41,3 +42,21 @@ def _submitted_conf() -> set[str]:
     """Settings that spark-submit already fixed: it launches the Python driver with a gateway port,
     and its --master must win over the profile's default."""
     return {"spark.master"} if "PYSPARK_GATEWAY_PORT" in os.environ else set()
+
+
+def ship_package(spark) -> None:
+    """Make genre_lib importable on executors (a cluster has no checkout; local workers do not see
+    the driver's sys.path edits). Zipped once per SparkContext."""
+    import tempfile
+    import zipfile
+
+    sc = spark.sparkContext
+    if getattr(sc, "_genre_lib_shipped", False):
+        return
+    pkg = Path(__file__).resolve().parent
+    zpath = Path(tempfile.mkdtemp(prefix="genre_lib-")) / "genre_lib.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for f in pkg.rglob("*.py"):
+            z.write(f, f.relative_to(pkg.parent).as_posix())
+    sc.addPyFile(str(zpath))
+    sc._genre_lib_shipped = True

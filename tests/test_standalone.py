@@ -1,6 +1,7 @@
 """The two Spark stages run unchanged on a Spark standalone cluster: a real master and worker (two
 more JVMs on this machine), the jobs launched by `spark-submit --master spark://...` exactly as the
-README shows, executors in their own JVM writing the lake; their tables equal the local-mode ones."""
+README shows, executors in their own JVM writing the lake; their tables equal the local-mode ones.
+The recommend stage with `recommend.engine=spark` ranks on those executors and equals the local engine."""
 import datetime as dt
 import json
 import os
@@ -126,3 +127,21 @@ def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_pat
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12, obj=f"{table} (cluster vs local)")
     for key in ("raw_rows", "clean_rows", "quarantined_rows", "duplicate_rows"):
         assert remote.manifest("interactions_clean", D)[key] == local.manifest("interactions_clean", D)[key], key
+
+    # recommend with engine=spark on the cluster's executors equals engine=local on the driver
+    from genre_lib import recommend
+
+    run = subprocess.run([str(BIN / "spark-submit"), "--master", url, "--conf", "spark.executor.memory=1g",
+                          "jobs/recommend.py", "--run-date", D.isoformat(),
+                          *sets([*on_cluster, "recommend.engine=spark", "recommend.block_users=7"])],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    assert {a["name"]: a for a in _state(ui)["completedapps"]}["genre-recommend"]["cores"] > 0
+    recommend.run(JobContext.of("recommend", cfg, D, "local", spark))
+    order = lambda lake: lake.read_pandas("recommendations", D).sort_values(["user_id", "rank"]).reset_index(drop=True)  # noqa: E731
+    a, b = order(remote), order(local)
+    assert len(a) > 0
+    pd.testing.assert_frame_equal(a[["user_id", "rank", "item_id", "reason"]], b[["user_id", "rank", "item_id", "reason"]])
+    pd.testing.assert_frame_equal(a.drop(columns=["user_id", "rank", "item_id", "reason", "variant"]),
+                                  b.drop(columns=["user_id", "rank", "item_id", "reason", "variant"]),
+                                  check_exact=False, rtol=1e-5, atol=1e-5, obj="recommendations (spark vs local engine)")
