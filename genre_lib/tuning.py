@@ -161,6 +161,7 @@ def run_study(cfg: PipelineConfig, profile: str, problem: Problem, airflow_run_i
     remaining = max(0, tc.n_trials - len(done))
 
     exp = experiment_id(cfg, tc.experiment)
+    mlflow.set_experiment(experiment_id=exp)  # resuming a run needs its experiment active
     parent = mlflow.search_runs([exp], filter_string=f"tags.study_name = '{name}' and tags.stage = 'tuning'",
                                 max_results=1, output_format="list")
     tags = {"stage": "tuning", "study_name": name, "sampler": tc.sampler, "profile": profile,
