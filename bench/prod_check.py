@@ -284,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         temp_state = extra["GENRE_STATE"] = tempfile.mkdtemp(prefix="genre-prod-")
     if args.fresh:
         extra.update({"GENRE_AIRFLOW_DB": f"genre_airflow_{tag}", "GENRE_MLFLOW_DB": f"genre_mlflow_{tag}",
+                      "GENRE_OPTUNA_DB": f"genre_optuna_{tag}",
                       "AIRFLOW__OPERATORS__DEFAULT_QUEUE": f"genre_{tag}"})
     env = load_profile(extra)
     # The check triggers its own run; the cron schedule must not add a full-size one.
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         d.mkdir(parents=True, exist_ok=True)
     if lake_root.exists():
         shutil.rmtree(lake_root)  # the lake is per check; the databases keep history
-    dbs = [env["GENRE_AIRFLOW_DB"], env["GENRE_MLFLOW_DB"]]
+    dbs = [env["GENRE_AIRFLOW_DB"], env["GENRE_MLFLOW_DB"], env["GENRE_OPTUNA_DB"]]
     timings: dict[str, float] = {}
     summary: dict = {"state": str(state), "databases": dbs, "executor": env["AIRFLOW__CORE__EXECUTOR"],
                      "mode": "scheduler + api-server + dag-processor + celery worker"}

@@ -19,6 +19,7 @@ import datetime as dt
 import difflib
 import json
 import logging
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -48,8 +49,9 @@ def protocol(cfg: PipelineConfig) -> str:
 
 
 def storage_url(cfg: PipelineConfig) -> str:
-    if cfg.tuning.storage:
-        return cfg.tuning.storage
+    """tuning.storage, else $GENRE_TUNING_STORAGE (the production profile's Postgres), else SQLite."""
+    if cfg.tuning.storage or os.environ.get("GENRE_TUNING_STORAGE"):
+        return cfg.tuning.storage or os.environ["GENRE_TUNING_STORAGE"]
     path = PROJECT_ROOT / "tuning" / "optuna.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
@@ -213,7 +215,9 @@ def run_study(cfg: PipelineConfig, profile: str, problem: Problem, airflow_run_i
         text, diff = profile_text(profile, best.params, name, metric, best.value)
         mlflow.log_text(text, "best_profile.yaml")
         mlflow.log_text(diff, "best_profile.diff")
-        _log_plots(study)
+        with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            _log_plots(study)
         promoted = promote(profile, text) if tc.promote else None
         summary = {"study": name, "sampler": tc.sampler, "trials": len(study.trials), "complete": len(complete),
                    "best_trial": best.number, "best_params": best.params, f"val_{metric}": best.value,
