@@ -24,7 +24,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -113,9 +113,9 @@ def _metric(cfg: PipelineConfig) -> tuple[str, int]:
 
 
 def score(train: pd.DataFrame, truth: pd.DataFrame, problem: Problem, cfg: PipelineConfig,
-          halves: bool = False) -> list[dict]:
+          stop: Optional[Callable[[dict], bool]] = None) -> list[dict]:
     """Fit on `train`, rank the users of `truth`, ranking metrics at the tuning metric's k: for all
-    users, or (halves) for a seeded half first and then for all."""
+    users; with `stop`, for a seeded half first, and for all only when stop(half's metrics) is false."""
     from genre_lib import recommend as rec
     from genre_lib.evaluate import genre_weights
     from genre_lib.metrics import ranking_metrics
@@ -125,13 +125,15 @@ def score(train: pd.DataFrame, truth: pd.DataFrame, problem: Problem, cfg: Pipel
                     cfg.recommend, cfg.genres, cfg.clean.rating_max)
     users = np.flatnonzero(pd.Index(model.user_ids).isin(truth["user_id"].unique()))
     rng = np.random.default_rng(cfg.tuning.seed)
-    steps = [np.sort(rng.permutation(users)[:max(1, len(users) // 2)]), users] if halves else [users]
+    steps = [np.sort(rng.permutation(users)[:max(1, len(users) // 2)]), users] if stop else [users]
     out = []
     for rows in steps:
         top = rec.recommend(model, cfg.recommend.weights, k, cfg.recommend.block_users, users=rows)
         recs = pd.DataFrame({"user_id": model.user_ids[top.users], "item_id": model.item_ids[top.items],
                              "rank": top.rank})
         out.append(ranking_metrics(truth[truth["user_id"].isin(set(model.user_ids[rows]))], recs, k))
+        if stop and len(out) == 1 and stop(out[0]):
+            break
     return out
 
 
@@ -183,15 +185,16 @@ def run_study(cfg: PipelineConfig, profile: str, problem: Problem, airflow_run_i
         def objective(trial):
             params = suggest(trial, tc.space)
             c = apply(cfg, params)
-            pruned = False
+
+            def stop(half: dict) -> bool:  # the median pruner's verdict on half of the validation users
+                trial.report(half[metric], 0)
+                return trial.should_prune()
+
             with mlflow.start_run(nested=True, experiment_id=exp, run_name=f"trial {trial.number}",
                                   tags={"stage": "tuning-trial", "study_name": name, "trial": str(trial.number)}):
                 mlflow.log_params({k: str(v) for k, v in params.items()})
-                steps = score(problem.inner, problem.val, problem, c, halves=tc.pruning)
-                if tc.pruning:
-                    trial.report(steps[0][metric], 0)
-                    pruned = trial.should_prune()
-                result = steps[0] if pruned else steps[-1]
+                steps = score(problem.inner, problem.val, problem, c, stop=stop if tc.pruning else None)
+                pruned, result = len(steps) == 1 and tc.pruning, steps[-1]
                 mlflow.log_metrics(_numeric(result, "val."))
                 mlflow.set_tag("state", "pruned" if pruned else "complete")
             if pruned:
@@ -201,7 +204,8 @@ def run_study(cfg: PipelineConfig, profile: str, problem: Problem, airflow_run_i
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             if remaining:
-                study.optimize(objective, n_trials=remaining,
+                # a setting the ranker can't fit (e.g. a singular system) fails its trial, not the study
+                study.optimize(objective, n_trials=remaining, catch=(ValueError, ArithmeticError, np.linalg.LinAlgError),
                                timeout=tc.timeout_minutes * 60 if tc.timeout_minutes else None)
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:

@@ -177,3 +177,16 @@ def test_tuning_dag_wiring_and_form(tuning_dag):
         with pytest.raises(ParamValidationError):
             tuning_dag.params.get_param(field).resolve(value)
     assert tuning_dag.params.get_param("n_trials").resolve(None) is None  # empty: the profile's value
+
+
+def test_pruned_trial_stops_at_half_of_the_validation_users(tmp_path):
+    write_tiny_night(tmp_path / "lake")
+    cfg = load_config("configs/default.yaml", _overrides(tmp_path))
+    problem = tuning.carve(*tuning.night_inputs(cfg, None)[:2], cfg, dt.date.fromisoformat(D))
+    seen = []
+    stopped = tuning.score(problem.inner, problem.val, problem, cfg, stop=lambda half: seen.append(half) or True)
+    full = tuning.score(problem.inner, problem.val, problem, cfg, stop=lambda half: False)
+    alone = tuning.score(problem.inner, problem.val, problem, cfg)
+    assert len(stopped) == 1 and seen == stopped  # pruned: the second, full ranking never ran
+    assert len(full) == 2 and full[0] == stopped[0] and full[1] == alone[0]
+    assert stopped[0]["users"] == alone[0]["users"] // 2
