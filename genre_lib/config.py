@@ -116,8 +116,10 @@ class RecommendConfig(_Section):
     # (an event without a rating counts 1): a 5-star film says more about a user than a 1-star one,
     # while every rated film still counts as seen. 0 = binary. Tuned on ML-100k.
     cf_rating_power: float = Field(0.0, ge=0, le=2)
-    # EASE inverts an items x items Gram matrix: beyond this many items only the most popular get cf
+    # EASE inverts an items x items Gram matrix: beyond this many items (with interactions) the cf
+    # scorer is a sparse item-kNN (cosine, cf_knn_neighbours per item) over every item instead
     cf_max_items: int = Field(20_000, ge=1)
+    cf_knn_neighbours: int = Field(100, ge=1)
     pseudonymize_users: bool = False
     pseudonym_key_env: str = "GENRE_PSEUDONYM_KEY"
     # local: the all-user top-N on the driver; spark: user blocks ranked on the executors, the

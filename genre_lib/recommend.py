@@ -11,7 +11,8 @@ Scorers (each a users x items matrix, produced one block of users at a time):
               (gamma where missing); ranked by the log of R or of its `genre_scorer` form (the
               column `genre_r` holds R itself)
   content     cosine(user profile, item embedding); profile = time-decayed, rating-weighted mean
-  cf          item-item autoencoder, closed form: DLAE (EASE^R with dropout emphasis); score = x_u B,
+  cf          item-item autoencoder, closed form: DLAE (EASE^R with dropout emphasis; past
+              `cf_max_items` items a sparse cosine item-kNN takes B's place); score = x_u B,
               x_u binary, or (rating / rating_max) ** `cf_rating_power` per rated item (B is then fit
               on the same weighted matrix), times, with `cf_recency_half_life` h, 0.5^(k/h) on the
               user's k-th newest distinct item (what a user did last predicts what comes next)
@@ -32,7 +33,7 @@ import torch
 from genre_lib import ab
 from genre_lib import rerank, spark_rank
 from genre_lib.catalogue import Catalogue
-from genre_lib.cf import ease, rating_matrix, recency_matrix  # noqa: F401  (rec.* in tests)
+from genre_lib.cf import ease, item_knn, rating_matrix, recency_matrix  # noqa: F401  (rec.* in tests)
 from genre_lib.config import GenresConfig, RecommendConfig
 from genre_lib.explain import explain
 from genre_lib.pseudonym import pseudonymize
@@ -57,7 +58,8 @@ class Model:
     item_has_genre: np.ndarray            # items, bool
     popularity: np.ndarray                # items, float32: log1p(distinct users)
     ease: Optional[np.ndarray] = None     # cf_items x cf_items, float32
-    ease_items: Optional[np.ndarray] = None   # item columns covered by `ease`
+    ease_items: Optional[np.ndarray] = None   # item columns covered by `ease` (or `knn`)
+    knn: Optional[sp.csr_matrix] = None   # cf_items x cf_items sparse item-kNN, past cf_max_items
     cf_input: Optional[sp.csr_matrix] = None  # users x items, rating/recency-weighted x_u (None: `seen`)
     cf_rating: Optional[sp.csr_matrix] = None  # users x items, rating weights B was fit on (None: `seen`)
     user_profile: Optional[np.ndarray] = None  # users x d, unit rows (zeros when no embedded history)
@@ -175,17 +177,18 @@ def fit(interactions: pd.DataFrame, catalogue: Catalogue, user_weights: Optional
     model.available = {"genre": len(genres) > 0, "cf": seen.nnz > 0, "popularity": seen.nnz > 0,
                        "content": False}
 
-    # cf: EASE on the most popular cf_max_items items (the Gram inverse is O(items^3)); the rest
-    # score 0 and rank below covered items with positive evidence.
-    counts = np.asarray(seen.sum(0)).ravel()
-    cover = np.flatnonzero(counts > 0)
-    if len(cover) > rc.cf_max_items:
-        cover = np.sort(cover[np.argsort(-counts[cover], kind="stable")[:rc.cf_max_items]])
+    # cf over every item with interactions: EASE while its dense Gram inverse (O(items^3)) fits
+    # cf_max_items, a sparse item-kNN beyond
+    cover = np.flatnonzero(np.asarray(seen.sum(0)).ravel() > 0)
     if len(cover):
         model.ease_items = cover
         if rc.cf_rating_power > 0:
             model.cf_rating = rating_matrix(df, uidx, iidx, rc.cf_rating_power, rating_max)
-        model.ease = ease((seen if model.cf_rating is None else model.cf_rating)[:, cover], rc.cf_reg, rc.cf_dropout)
+        x = (seen if model.cf_rating is None else model.cf_rating)[:, cover]
+        if len(cover) > rc.cf_max_items:
+            model.knn = item_knn(x, rc.cf_knn_neighbours)
+        else:
+            model.ease = ease(x, rc.cf_reg, rc.cf_dropout)
         model.cf_input = cf_input_matrix(model, df, rc.cf_recency_half_life)
 
     if catalogue.embeddings is not None and len(catalogue.embeddings):
@@ -234,7 +237,9 @@ def component_block(model: Model, name: str, rows: np.ndarray) -> torch.Tensor:
     if name == "cf":
         out = torch.zeros(len(rows), model.n_items)
         x = (model.seen if model.cf_input is None else model.cf_input)[rows][:, model.ease_items]
-        out[:, torch.from_numpy(model.ease_items)] = torch.from_numpy(np.asarray(x @ model.ease, np.float32))
+        y = x @ (model.ease if model.knn is None else model.knn)
+        out[:, torch.from_numpy(model.ease_items)] = torch.from_numpy(np.asarray(y.toarray() if sp.issparse(y) else y,
+                                                                                 np.float32))
         return out
     raise ValueError(f"unknown component {name!r}")
 

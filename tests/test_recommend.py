@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import pandas as pd
 import pytest
 import torch
@@ -159,6 +160,29 @@ def test_cf_learns_co_occurrence():
     top = rec.recommend(model, {"cf": 1.0}, 1, 16)
     got = model.item_ids[top.items]
     assert all(i[0] == u[0].replace("u", "a").replace("v", "b") for u, i in zip(model.user_ids[top.users], got))
+
+
+def test_item_knn_is_the_cosine_top_k_and_scores_every_item_past_cf_max_items():
+    rng = np.random.default_rng(3)
+    x = sp.csr_matrix((rng.random((60, 25)) < 0.2).astype(np.float32))
+    dense = x.toarray()
+    norms = np.linalg.norm(dense, axis=0)
+    cos = dense.T @ dense / np.maximum(np.outer(norms, norms), 1e-12)
+    np.fill_diagonal(cos, 0)
+    knn = rec.item_knn(x, neighbours=4, block=7).toarray()  # blocks: 7, 7, 7, 4 items
+    for i in range(25):
+        kept = np.flatnonzero(knn[i])
+        assert len(kept) <= 4 and np.allclose(knn[i, kept], cos[i, kept], atol=1e-6)
+        assert cos[i, kept].min(initial=np.inf) >= np.sort(cos[i])[-4] - 1e-6  # the 4 largest (ties aside)
+
+    inter, items, scores, emb = tiny_data()
+    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
+    big = fit(inter, cat, load_config(None, ["recommend.cf_max_items=10"]))  # 40 items with interactions > 10
+    assert big.ease is None and big.knn is not None and len(big.ease_items) > 10
+    top = rec.recommend(big, {"cf": 1.0}, 5, 7)
+    assert len(np.unique(top.items)) > 10  # cf reaches past the 10 most popular items
+    small = fit(inter, cat, load_config(None, []))
+    assert small.knn is None and small.ease is not None
 
 
 def test_cf_recency_weights_the_latest_items():
