@@ -30,8 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from genre_lib import ab
-from genre_lib import rerank, spark_rank
+from genre_lib import ab, rerank, spark_rank
 from genre_lib.catalogue import Catalogue
 from genre_lib.cf import ease, item_knn, rating_matrix, recency_matrix  # noqa: F401  (rec.* in tests)
 from genre_lib.config import GenresConfig, RecommendConfig
