@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from genre_lib import tuning  # noqa: E402
-from genre_lib.config import load_config  # noqa: E402
+from genre_lib.config import load_config, with_values  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     hand = load_config(args.config, args.overrides)
     history, catalogue, day = tuning.night_inputs(hand, args.ds)
     problem = tuning.carve(history, catalogue, hand, day)
-    metric, _ = tuning._metric(hand)
+    metric = hand.tuning.metric
     print(f"{args.config} night {day}: protocol {tuning.protocol(hand)}, train {len(problem.train)} rows "
           f"(inner {len(problem.inner)}, validation {len(problem.val)}), test {len(problem.test)} rows")
     t0 = time.time()
@@ -57,7 +57,7 @@ def main() -> None:
     rows = []
     for sampler in args.samplers:
         for seed in args.seeds:
-            cfg = tuning.apply(hand, {"tuning.sampler": sampler, "tuning.seed": seed, "tuning.n_trials": args.trials,
+            cfg = with_values(hand, {"tuning.sampler": sampler, "tuning.seed": seed, "tuning.n_trials": args.trials,
                                        "tuning.storage": f"sqlite:///{tmp}/optuna-{sampler}-{seed}.db",
                                        "tuning.study_name": f"bench-{sampler}-{seed}"})
             t = time.time()

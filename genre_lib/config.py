@@ -381,8 +381,19 @@ def with_overrides(cfg: PipelineConfig, overrides: dict[str, Any]) -> PipelineCo
     raw = cfg.to_dict()
     raw.pop("ab", None)
     raw["eval"]["folds"] = 1  # folds cross-validate the A/B comparison, which a variant alone is not
-    for key, value in overrides.items():
-        # through the --set path (the key walk, then YAML parsing): a string passes as written, any
-        # other value as JSON, which YAML reads back as the same value
-        _apply_override(raw, f"{key}={value if isinstance(value, str) else json.dumps(value)}")
+    set_values(raw, overrides)
     return _validate(raw)
+
+
+def with_values(cfg: PipelineConfig, values: dict[str, Any]) -> PipelineConfig:
+    """`cfg` with `{dotted.key: value}` set as `--set key=value` would set them, validated."""
+    raw = cfg.to_dict()
+    set_values(raw, values)
+    return _validate(raw)
+
+
+def set_values(raw: dict, values: dict[str, Any]) -> None:
+    """Set `{dotted.key: value}` in a raw profile mapping through the --set path (the key walk, then
+    YAML parsing): a string passes as written, any other value as JSON, which YAML reads back as is."""
+    for key, value in values.items():
+        _apply_override(raw, f"{key}={value if isinstance(value, str) else json.dumps(value)}")

@@ -69,6 +69,25 @@ def selected_stages(value) -> list[str]:
     return [s for s in STAGES if s in value]
 
 
+def form_profile(params: dict) -> tuple[str, list[str]]:
+    """A trigger form's `config` and `overrides` (genre_nightly's, genre_tuning's), checked: a
+    profile of configs/, key=value lines, and paths inside the allowed roots."""
+    config = params.get("config") or "configs/default.yaml"
+    overrides = params.get("overrides") or []
+    if isinstance(overrides, str):
+        overrides = [o for o in overrides.splitlines() if o.strip()]
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError("overrides: expected a list of key=value strings")
+    _check_inside("config", config)
+    if config not in profile_choices():
+        raise ConfigError(f"config: {config!r} is not one of the profiles {profile_choices()}")
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.strip() in PATH_KEYS:
+            _check_inside(key.strip(), value.strip())
+    return config, list(overrides)
+
+
 def resolve_run(params: dict, run_id: str, logical_date: Optional[dt.datetime] = None,
                 dag_id: str = "genre_nightly") -> dict:
     """Validate the run's parameters (again: the trigger form checks them too, but the CLI and the
@@ -82,25 +101,13 @@ def resolve_run(params: dict, run_id: str, logical_date: Optional[dt.datetime] =
         run_date = logical_date.date()
     else:  # a manual trigger without a logical date: last night
         run_date = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
-    config = params.get("config") or "configs/default.yaml"
-    overrides = params.get("overrides") or []
-    if isinstance(overrides, str):
-        overrides = [o for o in overrides.splitlines() if o.strip()]
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise ConfigError("overrides: expected a list of key=value strings")
-    _check_inside("config", config)
-    if config not in profile_choices():
-        raise ConfigError(f"config: {config!r} is not one of the profiles {profile_choices()}")
+    config, overrides = form_profile(params)
     stages = selected_stages(params.get("stages"))
     full_refresh = params.get("full_refresh", False)
     if not isinstance(full_refresh, bool):
         raise ConfigError(f"full_refresh: expected true or false, got {full_refresh!r}")
     if full_refresh:  # re-embed every item instead of reusing last night's vectors
         overrides = [*overrides, "encoder.full_refresh=true"]
-    for o in overrides:
-        key, _, value = o.partition("=")
-        if key.strip() in PATH_KEYS:
-            _check_inside(key.strip(), value.strip())
     cfg = load_config(config, overrides)
     preflight(cfg)
 

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from genre_lib.config import PROJECT_ROOT, ConfigError, PipelineConfig, load_config, parse_run_date, resolve_path
+from genre_lib.config import (PROJECT_ROOT, ConfigError, PipelineConfig, load_config, parse_run_date, resolve_path,
+                              set_values, with_values)
 
 log = logging.getLogger("genre.tuning")
 TUNED_DIR = PROJECT_ROOT / "configs" / "tuned"
@@ -55,22 +56,6 @@ def storage_url(cfg: PipelineConfig) -> str:
     path = PROJECT_ROOT / "tuning" / "optuna.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
-
-
-def apply(cfg: PipelineConfig, params: dict) -> PipelineConfig:
-    """The config with `params` ({dotted key: value}) set, validated."""
-    raw = cfg.to_dict()
-    for key, value in params.items():
-        _set(raw, key, value)
-    return PipelineConfig.model_validate(raw)
-
-
-def _set(raw: dict, dotted: str, value) -> None:
-    *path, leaf = dotted.split(".")
-    node = raw
-    for part in path:
-        node = node.setdefault(part, {})
-    node[leaf] = value
 
 
 def suggest(trial, space: dict) -> dict:
@@ -107,9 +92,9 @@ def carve(history: pd.DataFrame, catalogue, cfg: PipelineConfig, run_date: dt.da
                    catalogue=catalogue, run_date=run_date)
 
 
-def _metric(cfg: PipelineConfig) -> tuple[str, int]:
-    name, _, k = cfg.tuning.metric.partition("@")
-    return cfg.tuning.metric, int(k)
+def _k(cfg: PipelineConfig) -> int:
+    """The cut-off of tuning.metric (`ndcg@10` -> 10)."""
+    return int(cfg.tuning.metric.partition("@")[2])
 
 
 def score(train: pd.DataFrame, truth: pd.DataFrame, problem: Problem, cfg: PipelineConfig,
@@ -120,7 +105,7 @@ def score(train: pd.DataFrame, truth: pd.DataFrame, problem: Problem, cfg: Pipel
     from genre_lib.evaluate import genre_weights
     from genre_lib.metrics import ranking_metrics
 
-    _, k = _metric(cfg)
+    k = _k(cfg)
     model = rec.fit(train, problem.catalogue, genre_weights(train, problem.catalogue, cfg.genres, problem.run_date),
                     cfg.recommend, cfg.genres, cfg.clean.rating_max)
     users = np.flatnonzero(pd.Index(model.user_ids).isin(truth["user_id"].unique()))
@@ -154,7 +139,7 @@ def run_study(cfg: PipelineConfig, profile: str, problem: Problem, airflow_run_i
     from genre_lib.tracking import experiment_id
 
     tc, name = cfg.tuning, study_name(cfg, profile)
-    metric, _ = _metric(cfg)
+    metric = cfg.tuning.metric
     study = optuna.create_study(storage=storage_url(cfg), study_name=name, direction="maximize", load_if_exists=True)
     # a resumed study draws on: a sampler seeded as on the first run would repeat its trials
     seed = tc.seed + len(study.trials)
@@ -184,7 +169,7 @@ def run_study(cfg: PipelineConfig, profile: str, problem: Problem, airflow_run_i
 
         def objective(trial):
             params = suggest(trial, tc.space)
-            c = apply(cfg, params)
+            c = with_values(cfg, params)
 
             def stop(half: dict) -> bool:  # the median pruner's verdict on half of the validation users
                 trial.report(half[metric], 0)
@@ -211,7 +196,7 @@ def run_study(cfg: PipelineConfig, profile: str, problem: Problem, airflow_run_i
         if not complete:
             raise RuntimeError(f"study {name}: no trial completed")
         best = study.best_trial
-        best_cfg = apply(cfg, best.params)
+        best_cfg = with_values(cfg, best.params)
         test = score(problem.train, problem.test, problem, best_cfg)[0]  # the only look at the test split
         mlflow.log_metrics({**_numeric(test, "best.test."), f"best.val.{metric}".replace("@", "_at_"): best.value,
                             "trials_complete": len(complete),
@@ -237,8 +222,7 @@ def profile_text(profile: str, params: dict, name: str, metric: str, value: floa
     raw = yaml.safe_load(path.read_text()) or {}
     before = yaml.safe_dump(raw, sort_keys=False)
     tuned = json.loads(json.dumps(raw, default=str))
-    for key, value_ in params.items():
-        _set(tuned, key, value_)
+    set_values(tuned, params)
     after = yaml.safe_dump(tuned, sort_keys=False)
     header = (f"# Tuned by study {name} on {dt.date.today()} from {profile}: best validation {metric} "
               f"{value:.4f}.\n# Inherits the starting profile's clean.min_ts and data section: check them "
@@ -314,18 +298,9 @@ def resolve(params: dict, run_id: str) -> dict:
     the tune job's arguments. ConfigError names the field."""
     import shlex
 
-    from genre_lib.pipeline import PATH_KEYS, _check_inside, profile_choices
+    from genre_lib.pipeline import form_profile
 
-    config = params.get("config") or "configs/default.yaml"
-    if config not in profile_choices():
-        raise ConfigError(f"config: {config!r} is not one of the profiles {profile_choices()}")
-    overrides = params.get("overrides") or []
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise ConfigError("overrides: expected a list of key=value strings")
-    for o in overrides:
-        key, _, value = o.partition("=")
-        if key.strip() in PATH_KEYS:
-            _check_inside(key.strip(), value.strip())
+    config, overrides = form_profile(params)
     for name in FORM_FIELDS:
         value = params.get(name)
         if value is not None and value != "":
