@@ -31,9 +31,9 @@ def _arms(lake: Lake, path: str) -> list:
 
 
 def rank(ctx, arms: list, score: Callable):
-    """A Spark frame of the night's `recommendations` rows: `arms` are (name, model, rc, rows or
-    None for every user); `score(model, rc, name, users) -> frame` ranks one block. The artifact
-    is removed once the frame has been consumed (call `done()` on the returned pair's second)."""
+    """(frame, done): a lazy Spark frame of the night's `recommendations` rows, and a function that
+    removes the model artifact; call it once the frame has been written. `arms` are (name, model,
+    rc, rows or None for every user); `score(model, rc, name, users) -> frame` ranks one block."""
     spark = ctx.spark
     ship_package(spark)
     lake, folder = ctx.lake, ctx.lake.path("_artifacts", "recommend", f"ds={ctx.ds}")
