@@ -5,7 +5,7 @@
                                    [--set key=value ...]
 
 Reads a committed night of the profile's lake, as jobs/tune.py does. Each (sampler, seed) study
-searches the profile's `tuning.space` (the shipped profiles declare none: config.DEFAULT_SPACE), so
+searches the profile's `tuning.space` (the shipped profiles declare none: config_experiments.DEFAULT_SPACE), so
 every tuned key is drawn afresh and the hand-tuned values play no part; it runs `--trials` trials on
 the validation split carved from the training split, and scores its best trial on the test split once. The hand-tuned profile
 (`--config` itself) is scored on the same test split by the same code, as the anchor. Studies are
