@@ -1,11 +1,13 @@
 """A whole nightly at a named shape, job by job with the DAG's arguments: wall time and peak RSS per stage.
 
     python bench/nightly.py --shape ml-1m|ml-20m|ml-25m [--config configs/default.yaml]
-                            [--run-date 2026-11-22] [--keep] [--stages recommend evaluate] [--set k=v ...]
+                            [--run-date 2026-11-22] [--format parquet|jsonl|csv] [--keep]
+                            [--stages recommend evaluate] [--set k=v ...]
 
 Generates the shape with the synthetic generator (users x items x interactions over `days`) into
 `bench-data/<shape>/` and a lake `bench-lake/<shape>/` (both ignored by git; `--keep` reuses the data
-and lake of an earlier run), then runs every stage of tables.STAGES as the DAG does: the same job
+and lake of an earlier run, without generating again), in the raw `--format` (default jsonl, the
+default profile's, dirty rows included; parquet has none), then runs every stage of tables.STAGES as the DAG does: the same job
 files and arguments (`--config --run-date --run-id --set ...`), Spark stages in a local session.
 Peak RSS is that of the job's whole process tree (Python, the Spark driver JVM and its Python workers),
 sampled every 0.5 s. A stage that fails stops the run; its exit code and log tail are printed.
@@ -64,6 +66,7 @@ def main() -> None:
     a.add_argument("--run-date", default="2026-11-22")
     a.add_argument("--days", type=int, default=30)
     a.add_argument("--stages", nargs="+", default=list(STAGES))
+    a.add_argument("--format", choices=("jsonl", "parquet", "csv"), default="jsonl", help="raw interaction files")
     a.add_argument("--keep", action="store_true", help="reuse the data and lake of an earlier run")
     a.add_argument("--set", dest="overrides", action="append", default=[])
     args = a.parse_args()
@@ -74,7 +77,7 @@ def main() -> None:
     logs.mkdir(parents=True, exist_ok=True)
     sets = [f"data.path={data}", f"lake.root={lake}", f"data.synthetic.users={users}",
             f"data.synthetic.items={items}", f"data.synthetic.interactions={n}", f"data.synthetic.days={args.days}",
-            f"data.synthetic.end_date={args.run_date}", "publish.sqlite_path=" + str(lake / "serving.db"),
+            f"data.synthetic.end_date={args.run_date}", f"data.synthetic.file_format={args.format}", "publish.sqlite_path=" + str(lake / "serving.db"),
             *args.overrides]
     flags = [x for s in sets for x in ("--set", s)]
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{lake}/mlflow.db")
@@ -84,11 +87,12 @@ def main() -> None:
         lake.mkdir(parents=True)
     py = sys.executable
     print(f"shape {args.shape}: {users:,} users x {items:,} items, {n:,} interactions over {args.days} days")
-    rc, secs, peak = run([py, "-m", "genre_lib.datasets", "--config", args.config, *flags], logs / "generate.log")
-    print(f"| stage | wall s | peak RSS GB |\n|---|---|---|\n| (generate data) | {secs:.0f} | {peak / 2**30:.2f} |",
-          flush=True)
-    if rc:
-        raise SystemExit(f"generation failed ({rc}): see {logs / 'generate.log'}")
+    print("| stage | wall s | peak RSS GB |\n|---|---|---|", flush=True)
+    if not (args.keep and (data / "items.jsonl").exists()):
+        rc, secs, peak = run([py, "-m", "genre_lib.datasets", "--config", args.config, *flags], logs / "generate.log")
+        print(f"| (generate data) | {secs:.0f} | {peak / 2**30:.2f} |", flush=True)
+        if rc:
+            raise SystemExit(f"generation failed ({rc}): see {logs / 'generate.log'}")
     total, worst = 0.0, 0
     run_id = f"bench__{args.shape}__{time.strftime('%Y%m%dT%H%M%S')}"
     for stage in args.stages:

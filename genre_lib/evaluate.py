@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import uuid
 from dataclasses import replace
 from typing import Callable, Optional
 
@@ -13,7 +14,7 @@ import pandas as pd
 
 from genre_lib import ab_eval
 from genre_lib import recommend as rec
-from genre_lib import rerank
+from genre_lib import rerank, spark_rank
 from genre_lib.catalogue import Catalogue
 from genre_lib.datasets.source import source_for
 from genre_lib.metrics import METRICS, ranking_metrics, spark_ranking_metrics
@@ -40,7 +41,8 @@ def model_variants(weights: dict, available: dict) -> dict[str, dict]:
 
 def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genres: Optional[pd.DataFrame] = None,
              spark=None, run_date: Optional[dt.date] = None,
-             rescore: Optional[Callable[[np.ndarray], pd.DataFrame]] = None) -> dict:
+             rescore: Optional[Callable[[np.ndarray], pd.DataFrame]] = None,
+             rank_remote: Optional[Callable] = None) -> dict:
     """Split by cfg.eval.protocol, fit every scorer on the training split only (the genre weights
     with genres.py's numpy twin, anchored at `run_date`, default the last interaction's day), rank
     every variant for the test users with training items removed, score with the Spark metrics
@@ -48,7 +50,10 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
 
     cold_items: `rescore(cold ids)` gives item_genre_scores from a classifier that never saw the
     cold items' labels; every variant ranks the cold items only, beside a seeded `random` and
-    `genre-labels` (the genre scorer given the cold items' true labels: the classifier's ceiling)."""
+    `genre-labels` (the genre scorer given the cold items' true labels: the classifier's ceiling).
+
+    `rank_remote(model, variants, users, candidates, k) -> ({name: Spark frame of (user_id, item_id,
+    rank)}, done)` ranks the variants elsewhere (recommend.engine=spark: `spark_variants`)."""
     ec, k = cfg.eval, cfg.eval.k
     cold = None
     if ec.protocol == "cold_items":
@@ -75,10 +80,12 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
     variants = model_variants(weights, model.available)
     if cold is not None:  # the ablations are moot where cf and popularity are blind
         variants = {n: w for n, w in variants.items() if not n.startswith("blend-")}
-    ranked = {}
-    for name, w in variants.items():
-        top = rec.recommend(model, w, k, cfg.recommend.block_users, users=users, candidates=candidates)
-        ranked[name] = (model, top)
+    ranked, remote, done = {}, None, (lambda: None)
+    if rank_remote is not None:  # recommend.engine=spark: the variants ranked on the executors
+        remote, done = rank_remote(model, variants, users, candidates, k)
+    else:
+        ranked = {name: (model, top) for name, top in rec.recommend_many(
+            model, variants, k, cfg.recommend.block_users, users=users, candidates=candidates).items()}
     if cold is not None:
         if model.available.get("genre") and labels is not None:
             s, has, _ = rec.item_genre_matrix(labels, model.item_ids, cfg.recommend.gamma, model.genres)
@@ -92,21 +99,35 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
         train, catalogue, cfg, run_date, rec.FIRST_STAGE, model, users)
     variants.update({name: dict(variants["blend"]) for name in reranked})  # what it re-orders: the blend's top M
     models = {}
-    for name in variants:
-        if name in reranked:
-            recs = reranked[name]
-        elif name == "random":
-            recs = random_recs(model.user_ids[users], model.item_ids[candidates], k, ec.seed)
-        else:
-            m, top = ranked[name]
-            recs = pd.DataFrame({"user_id": m.user_ids[top.users], "item_id": m.item_ids[top.items], "rank": top.rank})
+    if spark is not None:  # the shared inputs go to Spark once, not once per variant
+        to = lambda df: spark.createDataFrame(df).cache()  # noqa: E731
+        s_truth, s_users = to(test[["user_id", "item_id"]]), to(item_users)
+        s_genres = None if item_genres is None else to(item_genres[["item_id", "genre", "score"]])
+    try:
+        for name in variants:
+            if remote is not None and name in remote:
+                models[name] = spark_ranking_metrics(s_truth, remote[name], k, item_users=s_users, **extra,
+                                                     item_genres=s_genres)
+                continue
+            if name in reranked:
+                recs = reranked[name]
+            elif name == "random":
+                recs = random_recs(model.user_ids[users], model.item_ids[candidates], k, ec.seed)
+            else:
+                m, top = ranked[name]
+                recs = pd.DataFrame({"user_id": m.user_ids[top.users], "item_id": m.item_ids[top.items],
+                                     "rank": top.rank})
+            if spark is not None:
+                models[name] = spark_ranking_metrics(s_truth, spark.createDataFrame(recs), k, item_users=s_users,
+                                                     **extra, item_genres=s_genres)
+            else:
+                models[name] = ranking_metrics(test, recs, k, item_genres=item_genres, item_users=item_users, **extra)
+    finally:
+        done()
         if spark is not None:
-            to = lambda df: spark.createDataFrame(df)  # noqa: E731
-            models[name] = spark_ranking_metrics(
-                to(test[["user_id", "item_id"]]), to(recs), k, item_users=to(item_users), **extra,
-                item_genres=None if item_genres is None else to(item_genres[["item_id", "genre", "score"]]))
-        else:
-            models[name] = ranking_metrics(test, recs, k, item_genres=item_genres, item_users=item_users, **extra)
+            for frame in (s_truth, s_users, s_genres):
+                if frame is not None:
+                    frame.unpersist()
     # models holds metric values only, so a reader can iterate them; each variant's blend weights sit apart
     payload = {"primary": "rerank" if "rerank" in reranked else "blend", "protocol": ec.protocol, "k": k,
                "variants": variants, "train_rows": int(len(train)), "test_rows": int(len(test)), "models": models}
@@ -119,6 +140,39 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
                                        cfg.genres, cfg.clean.rating_max)
         payload["variants_ab"] = ab_eval.variants_ab(train, held, cfg, fit, model, cold)
     return payload
+
+
+RANKED = "variant string, user_id string, item_id string, rank int"
+
+
+def rank_variants(variants: dict, k: int, candidates, model, rc, _name, users: np.ndarray) -> pd.DataFrame:
+    """One block of test users ranked under every variant (RANKED rows): what the executors run."""
+    tops = rec.recommend_many(model, variants, k, rc.block_users, users=users, candidates=candidates)
+    return pd.concat([pd.DataFrame({"variant": v, "user_id": model.user_ids[t.users], "item_id": model.item_ids[t.items],
+                                    "rank": t.rank.astype("int32")}) for v, t in tops.items()], ignore_index=True)
+
+
+def spark_variants(ctx) -> Callable:
+    """evaluate's `rank_remote` for recommend.engine=spark: the refit model goes to the executors as
+    the recommend stage's does (spark_rank.py), every variant's top k comes back as one frame,
+    materialised once in the lake's scratch space and removed by `done`."""
+    from functools import partial
+
+    from pyspark.sql import functions as F
+
+    def rank_remote(model, variants, users, candidates, k):
+        frame, drop_model = spark_rank.rank(ctx, [(None, model, ctx.cfg.recommend, users)],
+                                            partial(rank_variants, variants, k, candidates), RANKED)
+        scratch = ("_artifacts", "evaluate", f"ds={ctx.ds}", uuid.uuid4().hex)
+        try:
+            frame.write.parquet(ctx.lake.uri(*scratch))
+        finally:
+            drop_model()
+        ranked = ctx.spark.read.parquet(ctx.lake.uri(*scratch))
+        return ({v: ranked.where(F.col("variant") == v).drop("variant") for v in variants},
+                lambda: ctx.lake.fs.delete_dir(ctx.lake.path(*scratch)))
+
+    return rank_remote
 
 
 def genre_weights(train: pd.DataFrame, catalogue: Catalogue, gc, run_date: Optional[dt.date]) -> Optional[pd.DataFrame]:
@@ -204,7 +258,8 @@ def run(ctx) -> dict:
     genres_ds = ctx.lake.latest("item_genres", ctx.ds)
     item_genres = ctx.lake.read_pandas("item_genres", genres_ds) if genres_ds else None
     rescore = (lambda cold: rescore_hiding_labels(ctx, set(cold))) if ctx.cfg.eval.protocol == "cold_items" else None
+    remote = spark_variants(ctx) if ctx.cfg.recommend.engine == "spark" else None
     payload = evaluate(history, catalogue, ctx.cfg, item_genres=item_genres, spark=ctx.spark,
-                       run_date=ctx.run_date, rescore=rescore)
+                       run_date=ctx.run_date, rescore=rescore, rank_remote=remote)
     ctx.lake.write_json("evaluation", ctx.ds, "metrics.json", payload, ctx.manifest())
     return log_to_mlflow(payload)

@@ -37,7 +37,7 @@ from genre_lib.config import GenresConfig, RecommendConfig
 from genre_lib.explain import explain
 from genre_lib.pseudonym import pseudonymize
 from genre_lib.tables import read_history_pandas
-from genre_lib.topk import block_topk
+from genre_lib.topk import block_topk_many
 
 COMPONENTS = ("genre", "content", "cf", "popularity")
 GENRE_EPS = 1e-3  # floor of R inside the log: an item outside all the user's genres
@@ -265,45 +265,58 @@ def recommend(model: Model, weights, top_n: int, block_users: int, users: Option
     """Top `top_n` unseen items for every user (or the given user rows) under a blend of scorers;
     only among the `candidates` item columns when given (scorers still standardise over all). The
     available scorers named in `gather` get their components filled too, at weight 0 if unused."""
-    w = active_weights(model, weights)
-    if not w:
-        raise ValueError("no available scorer has a weight > 0")
+    return recommend_many(model, {None: weights}, top_n, block_users, users, exclude_seen, candidates, gather)[None]
+
+
+def recommend_many(model: Model, blends: dict, top_n: int, block_users: int, users: Optional[np.ndarray] = None,
+                   exclude_seen: bool = True, candidates: Optional[np.ndarray] = None, gather: tuple = ()) -> dict:
+    """`recommend` for several blends (name -> weights) of the same model and users at once: each
+    block's scorers are computed and standardised once, then every blend ranks from them (an
+    evaluation's variants cost about one ranking, not one each). Returns name -> TopK."""
+    ws = {name: active_weights(model, weights) for name, weights in blends.items()}
+    for name, w in ws.items():
+        if not w:
+            raise ValueError(f"no available scorer has a weight > 0{'' if name is None else f' in {name!r}'}")
     users = np.arange(model.n_users) if users is None else np.asarray(users)
-    kept = [*w, *(c for c in gather if c not in w and model.available.get(c))]
-    comps: dict[str, list] = {c: [] for c in kept}
+    kept = list(dict.fromkeys([*(c for c in COMPONENTS if any(c in w for w in ws.values())),
+                               *(c for c in gather if model.available.get(c))]))
+    comps: dict = {(name, c): [] for name, w in ws.items() for c in [*w, *(c for c in gather if c not in w and c in kept)]}
     blocked = None
     if candidates is not None:
         blocked = torch.ones(model.n_items, dtype=torch.bool)
         blocked[torch.from_numpy(np.asarray(candidates, dtype=np.int64))] = False
-
-    def score_block(rows):
-        rows = users[rows]
-        total = None
-        current.clear()
-        for name in kept:
-            z = current[name] = _standardise(component_block(model, name, rows))
-            if name in w:
-                total = w[name] * z if total is None else total.add_(z, alpha=w[name])
-        if blocked is not None:
-            total[:, blocked] = float("-inf")
-        return total
-
     current: dict[str, torch.Tensor] = {}
 
-    def keep_components(rows, v, i):
-        for name in kept:
-            comps[name].append(torch.gather(current[name], 1, i))
+    def score_blocks(rows):
+        current.clear()
+        for c in kept:
+            current[c] = _standardise(component_block(model, c, users[rows]))
+        for name, w in ws.items():
+            total = None
+            for c, x in w.items():
+                total = x * current[c] if total is None else total.add_(current[c], alpha=x)
+            if blocked is not None:
+                total[:, blocked] = float("-inf")
+            yield name, total
+
+    def keep_components(name, rows, v, i):
+        for key in comps:
+            if key[0] == name:
+                comps[key].append(torch.gather(current[key[1]], 1, i))
 
     seen = model.seen[users] if exclude_seen else None
-    vals, idx = block_topk(score_block, len(users), top_n, block_users, seen, keep_components)
-    k = idx.shape[1]
-    valid = torch.isfinite(vals).numpy().ravel()
-    out = TopK(users=np.repeat(users, k)[valid], items=idx.numpy().ravel()[valid],
-               rank=np.tile(np.arange(1, k + 1), len(users))[valid], score=vals.numpy().ravel()[valid],
-               components={}, weights=w)
-    for name in COMPONENTS:
-        out.components[name] = (torch.cat(comps[name]).numpy().ravel()[valid] if name in comps
+    ranked = block_topk_many(score_blocks, list(ws), len(users), top_n, block_users, seen, keep_components)
+    out = {}
+    for name, (vals, idx) in ranked.items():
+        k = idx.shape[1]
+        valid = torch.isfinite(vals).numpy().ravel()
+        top = TopK(users=np.repeat(users, k)[valid], items=idx.numpy().ravel()[valid],
+                   rank=np.tile(np.arange(1, k + 1), len(users))[valid], score=vals.numpy().ravel()[valid],
+                   components={}, weights=ws[name])
+        for c in COMPONENTS:
+            top.components[c] = (torch.cat(comps[name, c]).numpy().ravel()[valid] if comps.get((name, c))
                                  else np.full(valid.sum(), np.nan, np.float32))
+        out[name] = top
     return out
 
 

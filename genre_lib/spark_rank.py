@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import pickle
 import uuid
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import pandas as pd
 
 from genre_lib.spark import ship_package
 from genre_lib.tables import Lake, schema
 
-COLUMNS = schema("recommendations").names
 _loaded: dict[str, list] = {}  # artifact path -> arms, per Python worker process
 
 
@@ -30,12 +29,15 @@ def _arms(lake: Lake, path: str) -> list:
     return _loaded[path]
 
 
-def rank(ctx, arms: list, score: Callable):
-    """(frame, done): a lazy Spark frame of the night's `recommendations` rows, and a function that
-    removes the model artifact; call it once the frame has been written. `arms` are (name, model,
-    rc, rows or None for every user); `score(model, rc, name, users) -> frame` ranks one block."""
+def rank(ctx, arms: list, score: Callable, ddl: Optional[str] = None):
+    """(frame, done): a lazy Spark frame of the night's `recommendations` rows (or of the Spark
+    schema `ddl`), and a function that removes the model artifact; call it once the frame has been
+    written. `arms` are (name, model, rc, rows or None for every user); `score(model, rc, name,
+    users) -> frame` ranks one block."""
     spark = ctx.spark
     ship_package(spark)
+    ddl = ddl or _ddl()
+    columns = [c.strip().split(" ")[0] for c in ddl.split(",")]
     lake, folder = ctx.lake, ctx.lake.path("_artifacts", "recommend", f"ds={ctx.ds}")
     lake.fs.create_dir(folder, recursive=True)
     path = f"{folder}/{uuid.uuid4().hex}.pkl"
@@ -56,9 +58,9 @@ def rank(ctx, arms: list, score: Callable):
             for a, start, stop in frame.itertuples(index=False):
                 name, model, rc, rows = loaded[a]
                 users = (np.arange(model.n_users) if rows is None else np.asarray(rows))[start:stop]
-                yield score(model, rc, name, users)[COLUMNS]
+                yield score(model, rc, name, users)[columns]
 
-    out = blocks.mapInPandas(ranked, _ddl())
+    out = blocks.mapInPandas(ranked, ddl)
 
     def done() -> None:
         lake.fs.delete_file(path)

@@ -2,7 +2,7 @@
 a time so memory is bounded by block_users x items."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,24 +39,34 @@ def topk_rows(scores: torch.Tensor, k: int, chunk: int = 64) -> tuple[torch.Tens
     return v, col
 
 
+def block_topk_many(score_block: Callable[[np.ndarray], Iterable[tuple[Any, torch.Tensor]]], names: list,
+                    n_users: int, k: int, block_users: int, seen: Optional[sp.csr_matrix] = None,
+                    on_block: Optional[Callable] = None) -> dict:
+    """block_topk for several score matrices over the same users: `score_block(rows)` yields
+    (name, len(rows) x items scores) one at a time, so a block's shared work is done once and only
+    one name's scores are alive beside it. `on_block(name, rows, values, idx)`. Returns name ->
+    (values, item indices)."""
+    out = {n: ([], []) for n in names}
+    for start in range(0, n_users, block_users):
+        rows = np.arange(start, min(start + block_users, n_users))
+        mask = _seen_mask(seen, rows) if seen is not None else None
+        for name, s in score_block(rows):
+            if mask is not None:
+                s[mask] = NEG
+            v, i = topk_rows(s, k)
+            if on_block is not None:
+                on_block(name, rows, v, i)
+            out[name][0].append(v)
+            out[name][1].append(i)
+            del s
+    return {n: (torch.cat(v), torch.cat(i)) if v else (torch.empty(0, k), torch.empty(0, k, dtype=torch.long))
+            for n, (v, i) in out.items()}
+
+
 def block_topk(score_block: Callable[[np.ndarray], torch.Tensor], n_users: int, k: int, block_users: int,
                seen: Optional[sp.csr_matrix] = None, on_block: Optional[Callable] = None):
     """Top k per user over `score_block(rows)` (len(rows) x items), one block of users at a time so
     memory is bounded by block_users x items; `seen` items are excluded. `on_block(rows, values,
     idx)` may gather extra columns before the block is freed. Returns (values, item indices)."""
-    vals, idxs = [], []
-    for start in range(0, n_users, block_users):
-        rows = np.arange(start, min(start + block_users, n_users))
-        s = score_block(rows)
-        if seen is not None:
-            r, c = _seen_mask(seen, rows)
-            s[r, c] = NEG
-        v, i = topk_rows(s, k)
-        if on_block is not None:
-            on_block(rows, v, i)
-        vals.append(v)
-        idxs.append(i)
-        del s
-    if not vals:
-        return torch.empty(0, k), torch.empty(0, k, dtype=torch.long)
-    return torch.cat(vals), torch.cat(idxs)
+    each = None if on_block is None else (lambda _, rows, v, i: on_block(rows, v, i))
+    return block_topk_many(lambda rows: [(None, score_block(rows))], [None], n_users, k, block_users, seen, each)[None]

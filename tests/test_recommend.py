@@ -104,6 +104,28 @@ def test_block_topk_matches_full_ranking_and_drops_seen(fitted):
     np.testing.assert_allclose(total, top.score, rtol=1e-4, atol=1e-4)
 
 
+def test_recommend_many_ranks_each_blend_as_recommend_alone(fitted):
+    """An evaluation's variants ranked in one pass equal one recommend call each (items, order,
+    scores, components), with candidates and a gathered scorer too."""
+    model, _ = fitted
+    blends = {"blend": {"genre": 1.0, "content": 0.5, "cf": 2.0}, "cf": {"cf": 1.0},
+              "blend-cf": {"genre": 1.0, "content": 0.5}, "popularity": {"popularity": 1.0}}
+    users, cands = np.arange(3, model.n_users, 2), np.arange(0, model.n_items, 3)
+    many = rec.recommend_many(model, blends, 4, 5, users=users, candidates=cands, gather=("popularity",))
+    assert list(many) == list(blends)
+    for name, w in blends.items():
+        one = rec.recommend(model, w, 4, 5, users=users, candidates=cands, gather=("popularity",))
+        got = many[name]
+        assert np.array_equal(got.users, one.users) and np.array_equal(got.items, one.items)
+        assert np.array_equal(got.rank, one.rank) and np.array_equal(got.score, one.score)
+        assert set(got.items) <= set(cands)
+        for c in rec.COMPONENTS:
+            np.testing.assert_array_equal(got.components[c], one.components[c])
+        assert not np.isnan(got.components["popularity"]).any()
+    with pytest.raises(ValueError, match="'none'"):
+        rec.recommend_many(model, {"none": {"genre": 0.0}}, 4, 5)
+
+
 def test_recommendations_table_and_reasons(fitted, cfg):
     model, _ = fitted
     top = rec.recommend(model, cfg.recommend.weights, 5, 7)

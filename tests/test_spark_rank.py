@@ -50,6 +50,28 @@ def test_spark_engine_equals_local(tmp_path, spark, ab):
     assert not list((tmp_path / "lake" / "_artifacts" / "recommend").rglob("*.pkl"))  # removed after commit
 
 
+def test_evaluate_spark_engine_equals_local(tmp_path, spark):
+    """evaluate's refit ranked on the executors (every variant in one pass) scores as the local engine."""
+    from genre_lib import evaluate
+    from genre_lib.catalogue import Catalogue
+
+    night(tmp_path / "lake")
+    cfg = load_config("configs/default.yaml", [f"lake.root={tmp_path}/lake", "recommend.block_users=7",
+                                               "recommend.engine=spark"])
+    lake = Lake(cfg.lake_root)
+    history, catalogue = read_history_pandas(lake, D), Catalogue.from_lake(lake, D)
+    run_date = dt.date.fromisoformat(D)
+    local = evaluate.evaluate(history, catalogue, cfg, spark=spark, run_date=run_date)
+    ctx = JobContext.of("evaluate", cfg, D, "test", spark)
+    remote = evaluate.evaluate(history, catalogue, cfg, spark=spark, run_date=run_date,
+                               rank_remote=evaluate.spark_variants(ctx))
+    assert set(remote["models"]) == set(local["models"]) and len(local["models"]) > 4
+    assert local["models"]["blend"]["users"] > 10 and local["models"]["blend"]["ndcg@10"] > 0
+    for name, m in local["models"].items():
+        assert remote["models"][name] == pytest.approx(m, rel=1e-9, abs=1e-12), name
+    assert not [p for p in (tmp_path / "lake" / "_artifacts").rglob("*") if p.is_file()]  # scratch removed
+
+
 def test_spark_engine_refuses_the_reranker():
     with pytest.raises(ConfigError, match="recommend.engine: spark"):
         load_config("configs/default.yaml", ["recommend.engine=spark", "rerank.enabled=on"])
