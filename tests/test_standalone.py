@@ -1,78 +1,32 @@
 """The two Spark stages run unchanged on a Spark standalone cluster: a real master and worker (two
 more JVMs on this machine), the jobs launched by `spark-submit --master spark://...` exactly as the
 README shows, executors in their own JVM writing the lake; their tables equal the local-mode ones.
-The recommend stage with `recommend.engine=spark` ranks on those executors and equals the local engine."""
+The recommend and evaluate stages with `recommend.engine=spark` rank on those executors and equal the
+local engine."""
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from genre_lib import standalone
+from genre_lib.standalone import BIN
+
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 D = dt.date(2026, 11, 22)
 TINY = ["data.synthetic.users=40", "data.synthetic.items=60", "data.synthetic.interactions=1500",
         "data.synthetic.days=3", "spark.shuffle_partitions=2"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _state(ui: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as r:
-        return json.load(r)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A standalone master and one 2-core worker; yields (master URL, master UI port)."""
-    if not (BIN / "spark-class").exists():
-        pytest.fail(f"{BIN / 'spark-class'} missing: the pyspark install is incomplete")
-    work = tmp_path_factory.mktemp("standalone")
-    port, ui = _free_port(), _free_port()
-    url = f"spark://127.0.0.1:{port}"
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "SPARK_LOG_DIR": str(work)}
-    spark_class = str(BIN / "spark-class")
-    procs = [subprocess.Popen([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                               "--port", str(port), "--webui-port", str(ui)],
-                              env=env, stdout=open(work / "master.log", "w"), stderr=subprocess.STDOUT)]
-    try:
-        deadline = time.time() + 180  # a loaded CI machine starts JVMs slowly
-        while True:
-            try:
-                _state(ui)
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise RuntimeError(f"master did not start: {(work / 'master.log').read_text()[-2000:]}")
-                time.sleep(1)
-        procs.append(subprocess.Popen(
-            [spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "2",
-             "--memory", "2g", "--webui-port", str(_free_port()), "--work-dir", str(work / "work")],
-            env=env, stdout=open(work / "worker.log", "w"), stderr=subprocess.STDOUT))
-        while _state(ui).get("aliveworkers", 0) < 1:
-            if time.time() > deadline:
-                raise RuntimeError(f"worker did not register: {(work / 'worker.log').read_text()[-2000:]}")
-            time.sleep(1)
-        yield url, ui
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    """A standalone master and one 2-core worker (genre_lib/standalone.py)."""
+    with standalone.cluster(tmp_path_factory.mktemp("standalone"), workers=1, cores=2, memory="2g") as c:
+        yield c
 
 
 def _frame(lake, table):
@@ -92,7 +46,7 @@ def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_pat
     from genre_lib.jobrun import JobContext
     from genre_lib.tables import Lake
 
-    url, ui = cluster
+    url = cluster.url
     data = tmp_path / "data"
     common = [f"data.path={data}", *TINY]
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYSPARK_PYTHON": sys.executable,
@@ -107,7 +61,7 @@ def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_pat
                               f"jobs/{job}.py", "--run-date", D.isoformat(), *sets(on_cluster)],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
-    apps = {a["name"]: a for a in _state(ui)["completedapps"]}
+    apps = cluster.apps()
     for job in ("clean_interactions", "genre_weights"):  # ran on the cluster's executors, and finished
         assert apps[f"genre-{job}"]["state"] == "FINISHED" and apps[f"genre-{job}"]["cores"] > 0
 
@@ -136,7 +90,7 @@ def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_pat
                           *sets([*on_cluster, "recommend.engine=spark", "recommend.block_users=7"])],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
-    assert {a["name"]: a for a in _state(ui)["completedapps"]}["genre-recommend"]["cores"] > 0
+    assert cluster.apps()["genre-recommend"]["cores"] > 0
     recommend.run(JobContext.of("recommend", cfg, D, "local", spark))
     order = lambda lake: lake.read_pandas("recommendations", D).sort_values(["user_id", "rank"]).reset_index(drop=True)  # noqa: E731
     a, b = order(remote), order(local)
@@ -145,3 +99,19 @@ def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_pat
     pd.testing.assert_frame_equal(a.drop(columns=["user_id", "rank", "item_id", "reason", "variant"]),
                                   b.drop(columns=["user_id", "rank", "item_id", "reason", "variant"]),
                                   check_exact=False, rtol=1e-5, atol=1e-5, obj="recommendations (spark vs local engine)")
+
+    # evaluate with engine=spark: its refit ranked on the cluster's executors, the same metrics as local
+    from genre_lib import evaluate
+
+    run = subprocess.run([str(BIN / "spark-submit"), "--master", url, "--conf", "spark.executor.memory=1g",
+                          "jobs/evaluate.py", "--run-date", D.isoformat(),
+                          *sets([*on_cluster, "recommend.engine=spark", "recommend.block_users=7"])],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    assert cluster.apps()["genre-evaluate"]["cores"] > 0
+    evaluate.run(JobContext.of("evaluate", cfg, D, "local", spark))
+    metrics = lambda lake: json.loads(Path(lake.partition("evaluation", D), "metrics.json").read_text())  # noqa: E731
+    a, b = metrics(remote)["models"], metrics(local)["models"]
+    assert set(a) == set(b) and b["blend"]["users"] > 0
+    for name in b:
+        assert a[name] == pytest.approx(b[name], rel=1e-9, abs=1e-12), name
