@@ -14,6 +14,7 @@ Exit code 0 only when every check passed; a JSON summary goes to <state>/prod-ch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -28,8 +29,14 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from genre_lib import standalone  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "genre_nightly"
+SPARK_STAGES = ("clean_interactions", "genre_weights", "recommend", "evaluate")  # spark-submit tasks of the DAG
 RUN_DATE = "2026-11-22"
 # Same tiny profile as tests/test_dag.py.
 TINY = ["data.synthetic.users=40", "data.synthetic.items=60", "data.synthetic.interactions=1500",
@@ -258,6 +265,60 @@ def verify(env: dict, run_id: str, lake_root: Path, overrides: list[str]) -> dic
             "mlflow_children": {r.data.tags["stage"]: r.info.status for r in children}}
 
 
+def verify_cluster(spark: standalone.Cluster) -> dict:
+    """Every Spark stage of the night ran as an application of the standalone master, on its
+    executors, and finished: stage -> application id."""
+    apps = spark.apps()
+    out = {}
+    for stage in SPARK_STAGES:
+        app = apps.get(f"genre-{stage}")
+        assert app is not None, f"genre-{stage} is not an application of {spark.url}: {sorted(apps)}"
+        assert app["state"] == "FINISHED" and app["cores"] > 0, f"genre-{stage} on {spark.url}: {app}"
+        out[stage] = app["id"]
+    return out
+
+
+def verify_local_equal(env: dict, lake_root: Path, local_root: Path, overrides: list[str], logdir: Path) -> dict:
+    """The night's Spark stages again in local[*] (recommend.engine=local) on a copy of the cluster's
+    lake: every table they write, and the evaluation's metrics, equal the cluster run's."""
+    sys.path.insert(0, str(ROOT))
+    from genre_lib.tables import Lake, outputs
+
+    shutil.rmtree(local_root, ignore_errors=True)
+    shutil.copytree(lake_root, local_root)
+    local_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{local_root}/mlflow.db"}
+    sets = [a for o in [*overrides, f"lake.root={local_root}", "recommend.engine=local", "spark.master=local[*]"]
+            for a in ("--set", o)]
+    for stage in SPARK_STAGES:
+        run([env["GENRE_PYTHON"], str(ROOT / "jobs" / f"{stage}.py"), "--config", "configs/default.yaml",
+             "--run-date", RUN_DATE, "--run-id", "prodcheck-local", *sets], local_env, logdir / f"local-{stage}.log")
+    cluster, local = Lake(str(lake_root)), Lake(str(local_root))
+    compared = {}
+    for table in [t for stage in SPARK_STAGES for t in outputs(stage) if t != "evaluation"]:
+        a, b = canonical(cluster.read_pandas(table, RUN_DATE)), canonical(local.read_pandas(table, RUN_DATE))
+        assert len(a) == len(b) and list(a.columns) == list(b.columns), f"{table}: {a.shape} vs {b.shape}"
+        floats = a.select_dtypes("float").columns
+        assert a.drop(columns=floats).equals(b.drop(columns=floats)), f"{table}: cluster and local rows differ"
+        assert np.allclose(a[floats].to_numpy(float), b[floats].to_numpy(float), rtol=1e-5, atol=1e-5,
+                           equal_nan=True), f"{table}: cluster and local values differ"
+        compared[table] = len(a)
+    metrics = lambda lake: json.loads(Path(lake.partition("evaluation", RUN_DATE), "metrics.json").read_text())  # noqa: E731
+    m_cluster, m_local = metrics(cluster)["models"], metrics(local)["models"]
+    assert m_cluster.keys() == m_local.keys() and all(
+        np.isclose(m_cluster[n][k], v, rtol=1e-9) for n in m_local for k, v in m_local[n].items()), "metrics differ"
+    compared["evaluation (models)"] = len(m_local)
+    return compared
+
+
+def canonical(df):
+    """A table without its run id, list cells as text, rows in one order (floats rounded for the sort only)."""
+    df = df.drop(columns="run_id", errors="ignore")
+    lists = [c for c in df if df[c].map(lambda v: hasattr(v, "__len__") and not isinstance(v, str)).any()]
+    df = df.astype({c: str for c in lists})
+    key = df.round({c: 6 for c in df.select_dtypes("float").columns})
+    return df.loc[key.sort_values(list(df.columns)).index].reset_index(drop=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fresh", action="store_true", help="throw-away databases and state folder")
@@ -304,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {"state": str(state), "databases": dbs, "executor": env["AIRFLOW__CORE__EXECUTOR"],
                      "mode": "scheduler + api-server + dag-processor + celery worker"}
     procs = Processes(env, logdir)
+    stack = contextlib.ExitStack()
     t_all = time.time()
     rc = 1
 
@@ -322,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         t = time.time()
         # the night is published to Redis (store and event stream) under a prefix of this check's own;
         # forced, because the gate's verdict on tiny data is not what this check is about
-        overrides = [f"lake.root={lake_root}", f"data.path={data_root}", *TINY, "publish.store=redis",
+        overrides = [f"lake.root={lake_root}", f"data.path={data_root}", *TINY, "recommend.engine=spark",
+                     "publish.store=redis",
                      "publish.events=redis", f"publish.redis_url={env.get('GENRE_REDIS_URL', 'redis://127.0.0.1:6379/0')}",
                      f"publish.redis_prefix=genre-prod-{tag}", "publish.force=true"]
         run([env["GENRE_PYTHON"], "-m", "genre_lib.datasets", *[a for o in overrides for a in ("--set", o)]],
@@ -334,6 +397,12 @@ def main(argv: list[str] | None = None) -> int:
         procs.start("mlflow", ["mlflow", "server", "--backend-store-uri", env["GENRE_MLFLOW_BACKEND_URI"],
                                "--artifacts-destination", env["GENRE_MLFLOW_ARTIFACTS"],
                                "--host", host, "--port", env["GENRE_MLFLOW_PORT"], "--workers", "1"])
+        # a Spark standalone master with two workers: every spark-submit of the DAG (spark_default) goes there
+        spark = stack.enter_context(standalone.cluster(state / "spark", workers=2, cores=1, memory="2g",
+                                                       start=procs.start))
+        env["GENRE_SPARK_MASTER"] = spark.url
+        env["AIRFLOW_CONN_SPARK_DEFAULT"] = json.dumps({"conn_type": "spark", "host": spark.url})
+        summary["spark_master"] = spark.url
         procs.start("api-server", ["airflow", "api-server", "--host", host, "--port", env["AIRFLOW__API__PORT"]])
         procs.start("scheduler", ["airflow", "scheduler"])
         procs.start("dag-processor", ["airflow", "dag-processor"])
@@ -390,6 +459,10 @@ def main(argv: list[str] | None = None) -> int:
         summary["celery_workloads"] = len(ran)
         summary.update(verify(env, run_id, lake_root, overrides))
         summary.update(verify_serving(run_id, lake_root, overrides))
+        summary["spark_applications"] = verify_cluster(spark)
+        t = time.time()
+        summary["local_reference"] = verify_local_equal(env, lake_root, state / "lake-local", overrides, logdir)
+        timings["local_reference_s"] = time.time() - t
         summary["mlflow_tracking_uri"] = env["MLFLOW_TRACKING_URI"]
         rc = 0
         log("PASS: every task succeeded on the Celery worker, every declared table committed, MLflow parent run + "
@@ -405,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"{name}.log errors (last 5):\n  " + "\n  ".join(errs[-5:]))
     finally:
         procs.stop_all()
+        stack.close()
         timings["total_s"] = time.time() - t_all
         summary["timings"] = {k: round(v, 1) for k, v in timings.items()}
         (state / "prod-check.json").write_text(json.dumps(summary, indent=2, default=str))
