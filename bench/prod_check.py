@@ -4,11 +4,13 @@ CeleryExecutor, Redis broker) tracked by an MLflow server on PostgreSQL, on tiny
     make prod-check                       # or: .venv/bin/python bench/prod_check.py [--fresh]
 
 Loads configs/production.env, creates the two databases if missing, migrates Airflow, starts
-`mlflow server`, `airflow api-server`, `airflow scheduler`, `airflow dag-processor` and
-`airflow celery worker` (all bound to 127.0.0.1 on free ports), triggers one DAG run through the
-scheduler, waits for it, checks every declared table committed and the MLflow parent run with its six
-FINISHED child runs (through the MLflow client against the server), then stops every process it
-started. --fresh uses throw-away databases (dropped at the end) and a temporary state folder.
+`mlflow server`, a Spark standalone master with two workers (`spark_default` points at it),
+`airflow api-server`, `airflow scheduler`, `airflow dag-processor` and `airflow celery worker` (all
+bound to 127.0.0.1 on free ports), triggers one DAG run (recommend.engine=spark) through the
+scheduler, waits for it, checks every declared table committed, the MLflow parent run with one
+FINISHED child run per stage (through the MLflow client against the server), every Spark stage as a
+finished application of the master, and the Spark stages' tables equal to a local[*] rerun; then
+stops every process it started. --fresh uses throw-away databases (dropped at the end) and a temporary state folder.
 Exit code 0 only when every check passed; a JSON summary goes to <state>/prod-check.json.
 """
 from __future__ import annotations
