@@ -21,17 +21,15 @@ def explain(model, topk) -> np.ndarray:
         genre = np.where(pref.max(1) > 0, np.asarray(model.genres, dtype=object)[best], "")
 
     similar = _most_similar_in_history(model, topk)
-    reasons = np.empty(n, dtype=object)
-    for j in range(n):
-        parts = [f"{dominant[j]}"]
-        if genre[j]:
-            parts.append(f"genre: {genre[j]}")
-        s = similar[j]
-        if s >= 0:
-            title = model.titles[s] if model.titles is not None else None
-            parts.append(f"like: {title if isinstance(title, str) and title else model.item_ids[s]}")
-        reasons[j] = " | ".join(parts)
-    return reasons
+    like = np.full(n, "", dtype=object)
+    has = similar >= 0
+    if has.any():  # the title of the history item, its id where it has none
+        ids = model.item_ids[similar[has]].astype(object)
+        titles = model.titles[similar[has]] if model.titles is not None else ids
+        named = np.fromiter((isinstance(t, str) and t != "" for t in titles), bool, len(titles))
+        like[has] = " | like: " + np.where(named, titles, ids).astype(object)
+    # object-array concatenation: the same strings as joining the parts row by row, without the loop
+    return dominant.astype(object) + np.where(genre != "", " | genre: " + genre.astype(object), "").astype(object) + like
 
 
 def _most_similar_in_history(model, topk) -> np.ndarray:
