@@ -11,6 +11,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from genre_lib.config import GenresConfig
 from genre_lib.tables import Lake, history_dates, to_contract
@@ -90,10 +91,15 @@ def item_genres_pandas(items: pd.DataFrame, multi_genre: str) -> pd.DataFrame:
 
 def user_genre_weights_pandas(history: pd.DataFrame, item_genres_df: pd.DataFrame, cfg: GenresConfig,
                               run_date: dt.date) -> pd.DataFrame:
-    """`user_genre_weights` rows, equal to the Spark result on the same input (tests/test_genres.py)."""
+    """`user_genre_weights` rows, equal to the Spark result on the same input (tests/test_genres.py).
+    The join and the sum are one sparse product, users x items times items x genres, so memory grows
+    with the interactions' codes and users x genres, not with interactions x genres as a merge would."""
     h = history[history["user_id"].notna()]
+    u, users = pd.factorize(h["user_id"].astype(str))
     if cfg.min_interactions > 1:
-        h = h[h.groupby("user_id")["user_id"].transform("size") >= cfg.min_interactions]
+        keep = np.bincount(u, minlength=len(users))[u] >= cfg.min_interactions
+        h = h[keep]
+        u, users = pd.factorize(h["user_id"].astype(str))
     v = np.ones(len(h))
     if cfg.rating_weighted:
         ev = h["event"].map({k: float(w) for k, w in cfg.event_weights.items()})
@@ -102,9 +108,18 @@ def user_genre_weights_pandas(history: pd.DataFrame, item_genres_df: pd.DataFram
         day_end = pd.Timestamp(run_date + dt.timedelta(days=1), tz="UTC")
         age_days = (day_end - pd.to_datetime(h["ts"], utc=True)).dt.total_seconds().to_numpy() / 86400.0
         v = v * np.power(0.5, age_days / cfg.half_life_days)
-    j = pd.DataFrame({"user_id": h["user_id"].astype(str).to_numpy(), "item_id": h["item_id"].astype(str).to_numpy(),
-                      "_v": v}).merge(item_genres_df[["item_id", "genre", "score"]], on="item_id")
-    f = (j.assign(count=j["_v"] * j["score"]).groupby(["user_id", "genre"], as_index=False)["count"].sum())
+    i, items = pd.factorize(h["item_id"].astype(str))
+    c, genre_names = pd.factorize(item_genres_df["genre"].astype(str))
+    gi = pd.Index(items).get_indexer(item_genres_df["item_id"].astype(str))
+    on = gi >= 0
+    vals = sp.csr_matrix((v, (u, i)), shape=(len(users), len(items)))  # duplicates summed, zeros kept
+    scores = sp.csr_matrix((item_genres_df["score"].to_numpy(float)[on], (gi[on], c[on])),
+                           shape=(len(items), len(genre_names)))
+    counts = (vals @ scores).toarray()
+    ones = lambda m: sp.csr_matrix((np.ones(m.nnz), m.indices, m.indptr), shape=m.shape)  # noqa: E731
+    uu, gg = np.nonzero((ones(vals) @ ones(scores)).toarray())  # the pairs the join yields, a 0 sum included
+    f = pd.DataFrame({"user_id": np.asarray(users, dtype=object)[uu], "genre": np.asarray(genre_names, dtype=object)[gg],
+                      "count": counts[uu, gg]})
     if cfg.shrinkage > 0:
         g = f.groupby("genre")["count"].sum()
         prior = (g / g.sum()) if g.sum() > 0 else g.iloc[:0]
