@@ -52,8 +52,8 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
     cold items' labels; every variant ranks the cold items only, beside a seeded `random` and
     `genre-labels` (the genre scorer given the cold items' true labels: the classifier's ceiling).
 
-    `rank_remote(model, variants, users, candidates, k) -> ({name: Spark frame of (user_id, item_id,
-    rank)}, done)` ranks the variants elsewhere (recommend.engine=spark: `spark_variants`)."""
+    `rank_remote(model, variants, users, candidates, k) -> (Spark frame of (variant, user_id, item_id,
+    rank), done)` ranks the variants elsewhere (recommend.engine=spark: `spark_variants`)."""
     ec, k = cfg.eval, cfg.eval.k
     cold = None
     if ec.protocol == "cold_items":
@@ -80,54 +80,57 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
     variants = model_variants(weights, model.available)
     if cold is not None:  # the ablations are moot where cf and popularity are blind
         variants = {n: w for n, w in variants.items() if not n.startswith("blend-")}
-    ranked, remote, done = {}, None, (lambda: None)
+    ranked, remote, remote_names, done = {}, None, set(), (lambda: None)
     if rank_remote is not None:  # recommend.engine=spark: the variants ranked on the executors
         remote, done = rank_remote(model, variants, users, candidates, k)
+        remote_names = set(variants)
     else:
         ranked = {name: (model, top) for name, top in rec.recommend_many(
             model, variants, k, cfg.recommend.block_users, users=users, candidates=candidates).items()}
-    if cold is not None:
-        if model.available.get("genre") and labels is not None:
-            s, has, _ = rec.item_genre_matrix(labels, model.item_ids, cfg.recommend.gamma, model.genres)
-            truth = replace(model, item_genre=s, item_has_genre=has)
-            ranked["genre-labels"] = (truth, rec.recommend(truth, {"genre": 1.0}, k, cfg.recommend.block_users,
-                                                           users=users, candidates=candidates))
-            variants["genre-labels"] = {"genre": 1.0}
-        variants["random"] = {}
-    # the learned second stage, trained on a split of `train` only; auto may drop it (decision recorded)
-    reranked, decision = ({}, None) if cold is not None or cfg.rerank.enabled == "off" else rerank.evaluation(
-        train, catalogue, cfg, run_date, rec.FIRST_STAGE, model, users)
-    variants.update({name: dict(variants["blend"]) for name in reranked})  # what it re-orders: the blend's top M
-    models = {}
-    if spark is not None:  # the shared inputs go to Spark once, not once per variant
-        to = lambda df: spark.createDataFrame(df).cache()  # noqa: E731
-        s_truth, s_users = to(test[["user_id", "item_id"]]), to(item_users)
-        s_genres = None if item_genres is None else to(item_genres[["item_id", "genre", "score"]])
-    try:
+    try:  # `done` removes what rank_remote left in the lake, whatever happens next
+        if cold is not None:
+            if model.available.get("genre") and labels is not None:
+                s, has, _ = rec.item_genre_matrix(labels, model.item_ids, cfg.recommend.gamma, model.genres)
+                truth = replace(model, item_genre=s, item_has_genre=has)
+                ranked["genre-labels"] = (truth, rec.recommend(truth, {"genre": 1.0}, k, cfg.recommend.block_users,
+                                                               users=users, candidates=candidates))
+                variants["genre-labels"] = {"genre": 1.0}
+            variants["random"] = {}
+        # the learned second stage, trained on a split of `train` only; auto may drop it (decision recorded)
+        reranked, decision = ({}, None) if cold is not None or cfg.rerank.enabled == "off" else rerank.evaluation(
+            train, catalogue, cfg, run_date, rec.FIRST_STAGE, model, users)
+        variants.update({name: dict(variants["blend"]) for name in reranked})  # what it re-orders: the blend's top M
+        local = {}  # variant -> (user_id, item_id, rank) frame ranked here
         for name in variants:
-            if remote is not None and name in remote:
-                models[name] = spark_ranking_metrics(s_truth, remote[name], k, item_users=s_users, **extra,
-                                                     item_genres=s_genres)
+            if name in remote_names:
                 continue
             if name in reranked:
-                recs = reranked[name]
+                local[name] = reranked[name]
             elif name == "random":
-                recs = random_recs(model.user_ids[users], model.item_ids[candidates], k, ec.seed)
+                local[name] = random_recs(model.user_ids[users], model.item_ids[candidates], k, ec.seed)
             else:
                 m, top = ranked[name]
-                recs = pd.DataFrame({"user_id": m.user_ids[top.users], "item_id": m.item_ids[top.items],
-                                     "rank": top.rank})
-            if spark is not None:
-                models[name] = spark_ranking_metrics(s_truth, spark.createDataFrame(recs), k, item_users=s_users,
-                                                     **extra, item_genres=s_genres)
-            else:
-                models[name] = ranking_metrics(test, recs, k, item_genres=item_genres, item_users=item_users, **extra)
+                local[name] = pd.DataFrame({"user_id": m.user_ids[top.users], "item_id": m.item_ids[top.items],
+                                            "rank": top.rank})
+        if spark is None:
+            models = {name: ranking_metrics(test, local[name], k, item_genres=item_genres, item_users=item_users, **extra)
+                      for name in variants}
+        else:  # every variant scored in the same Spark passes (one frame keyed by variant)
+            frames = [] if remote is None else [remote]
+            if local:
+                frames.append(spark.createDataFrame(pd.concat(
+                    [f[["user_id", "item_id"]].assign(rank=f["rank"].astype("int32"), variant=n) for n, f in local.items()],
+                    ignore_index=True)))
+            recs = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
+            by_variant = spark_ranking_metrics(
+                spark.createDataFrame(test[["user_id", "item_id"]]), recs, k, by="variant",
+                item_users=spark.createDataFrame(item_users), **extra,
+                item_genres=None if item_genres is None else spark.createDataFrame(item_genres[["item_id", "genre", "score"]]))
+            nothing = pd.DataFrame({"user_id": [], "item_id": [], "rank": []})  # a variant without a single row
+            models = {name: by_variant.get(name) or ranking_metrics(test, nothing, k, item_genres=item_genres,
+                                                                    item_users=item_users, **extra) for name in variants}
     finally:
         done()
-        if spark is not None:
-            for frame in (s_truth, s_users, s_genres):
-                if frame is not None:
-                    frame.unpersist()
     # models holds metric values only, so a reader can iterate them; each variant's blend weights sit apart
     payload = {"primary": "rerank" if "rerank" in reranked else "blend", "protocol": ec.protocol, "k": k,
                "variants": variants, "train_rows": int(len(train)), "test_rows": int(len(test)), "models": models}
@@ -158,8 +161,6 @@ def spark_variants(ctx) -> Callable:
     materialised once in the lake's scratch space and removed by `done`."""
     from functools import partial
 
-    from pyspark.sql import functions as F
-
     def rank_remote(model, variants, users, candidates, k):
         frame, drop_model = spark_rank.rank(ctx, [(None, model, ctx.cfg.recommend, users)],
                                             partial(rank_variants, variants, k, candidates), RANKED)
@@ -168,9 +169,7 @@ def spark_variants(ctx) -> Callable:
             frame.write.parquet(ctx.lake.uri(*scratch))
         finally:
             drop_model()
-        ranked = ctx.spark.read.parquet(ctx.lake.uri(*scratch))
-        return ({v: ranked.where(F.col("variant") == v).drop("variant") for v in variants},
-                lambda: ctx.lake.fs.delete_dir(ctx.lake.path(*scratch)))
+        return ctx.spark.read.parquet(ctx.lake.uri(*scratch)), lambda: ctx.lake.fs.delete_dir(ctx.lake.path(*scratch))
 
     return rank_remote
 
