@@ -109,7 +109,10 @@ def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_pat
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
     assert cluster.apps()["genre-evaluate"]["cores"] > 0
-    evaluate.run(JobContext.of("evaluate", cfg, D, "local", spark))
+    import mlflow
+
+    with mlflow.start_run():  # evaluate logs to MLflow; a run left active would leak into later tests
+        evaluate.run(JobContext.of("evaluate", cfg, D, "local", spark))
     metrics = lambda lake: json.loads(Path(lake.partition("evaluation", D), "metrics.json").read_text())  # noqa: E731
     a, b = metrics(remote)["models"], metrics(local)["models"]
     assert set(a) == set(b) and b["blend"]["users"] > 0
