@@ -1,4 +1,5 @@
-"""recommend.engine=spark: the all-user top-N ranked on Spark executors instead of the driver.
+"""recommend.engine=spark: the all-user top-N ranked on Spark executors instead of the driver (the
+recommend stage's model, and evaluate's refit on its training split).
 
 The driver fits the model as the local engine does and writes it once per night (each A/B arm's
 model, settings and user rows) as an artifact in the lake, `_artifacts/recommend/ds=<D>/<run>.pkl`;
