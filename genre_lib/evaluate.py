@@ -115,20 +115,18 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
         if spark is None:
             models = {name: ranking_metrics(test, local[name], k, item_genres=item_genres, item_users=item_users, **extra)
                       for name in variants}
-        else:  # every variant scored in the same Spark passes (one frame keyed by variant)
-            frames = [] if remote is None else [remote]
-            if local:
-                frames.append(spark.createDataFrame(pd.concat(
-                    [f[["user_id", "item_id"]].assign(rank=f["rank"].astype("int32"), variant=n) for n, f in local.items()],
-                    ignore_index=True)))
-            recs = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
-            by_variant = spark_ranking_metrics(
-                spark.createDataFrame(test[["user_id", "item_id"]]), recs, k, by="variant",
-                item_users=spark.createDataFrame(item_users), **extra,
-                item_genres=None if item_genres is None else spark.createDataFrame(item_genres[["item_id", "genre", "score"]]))
-            nothing = pd.DataFrame({"user_id": [], "item_id": [], "rank": []})  # a variant without a single row
-            models = {name: by_variant.get(name) or ranking_metrics(test, nothing, k, item_genres=item_genres,
-                                                                    item_users=item_users, **extra) for name in variants}
+        else:  # one variant's rows at a time: the driver's heap holds one copy, not every variant's (ML-25M)
+            from pyspark.sql import functions as F
+
+            truth = spark.createDataFrame(test[["user_id", "item_id"]]).cache()
+            s_users = spark.createDataFrame(item_users)
+            s_genres = None if item_genres is None else spark.createDataFrame(item_genres[["item_id", "genre", "score"]])
+            models = {}
+            for name in variants:
+                recs = (remote.where(F.col("variant") == name).drop("variant") if name in remote_names
+                        else spark.createDataFrame(local[name]))
+                models[name] = spark_ranking_metrics(truth, recs, k, item_users=s_users, item_genres=s_genres, **extra)
+            truth.unpersist()
     finally:
         done()
     # models holds metric values only, so a reader can iterate them; each variant's blend weights sit apart

@@ -82,77 +82,48 @@ def ranking_metrics(truth: pd.DataFrame, recs: pd.DataFrame, k: int, *, n_catalo
 
 
 def spark_ranking_metrics(truth, recs, k: int, *, n_catalogue: Optional[int] = None, item_genres=None,
-                          item_users=None, n_train_users: Optional[int] = None, by: Optional[str] = None) -> dict:
-    """The same metrics over Spark DataFrames (same column names as the reference). With `by`, a
-    column of recs (an evaluation's variant), every value's metrics in the same passes:
-    {value: metrics}."""
+                          item_users=None, n_train_users: Optional[int] = None) -> dict:
+    """The same metrics over Spark DataFrames (same column names as the reference)."""
     from pyspark.sql import Window, functions as F
 
-    key = by or "_all"
-    if by is None:
-        recs = recs.withColumn(key, F.lit(""))
-    recs = recs.where(F.col("rank") <= k).select(key, "user_id", "item_id", "rank").cache()
+    recs = recs.where(F.col("rank") <= k).select("user_id", "item_id", "rank").cache()
     truth = truth.select("user_id", "item_id").distinct()
     actual = truth.groupBy("user_id").agg(F.count("*").alias("actual"))
-    common = actual.join(recs.select(key, "user_id").distinct(), "user_id")
-    w = Window.partitionBy(key, "user_id").orderBy("rank")
+    common = actual.join(recs.select("user_id").distinct(), "user_id")
+    w = Window.partitionBy("user_id").orderBy("rank")
     hits = (recs.join(truth, ["user_id", "item_id"])
             .withColumn("prec", F.row_number().over(w) / F.col("rank"))
-            .groupBy(key, "user_id").agg(F.count("*").alias("hit"), F.sum(1.0 / F.log1p("rank")).alias("dcg"),
-                                         F.sum("prec").alias("ap")))
-    per = (common.join(hits, [key, "user_id"], "left").fillna(0.0, ["hit", "dcg", "ap"])
+            .groupBy("user_id").agg(F.count("*").alias("hit"), F.sum(1.0 / F.log1p("rank")).alias("dcg"),
+                                    F.sum("prec").alias("ap")))
+    per = (common.join(hits, "user_id", "left").fillna(0.0, ["hit", "dcg", "ap"])
            .withColumn("idcg", F.expr(f"aggregate(sequence(1, least(actual, {k})), 0D, (acc, r) -> acc + 1D / ln(1D + r))")))
-    rows = {r[key]: r for r in per.groupBy(key).agg(
-        F.count("*").alias("n"), F.sum("hit").alias("hit"), F.sum(F.col("dcg") / F.col("idcg")).alias("ndcg"),
-        F.sum(F.col("hit") / F.col("actual")).alias("recall"), F.sum(F.col("ap") / F.col("actual")).alias("map"),
-        F.sum((F.col("hit") > 0).cast("double")).alias("hr")).collect()}
+    row = per.agg(F.count("*").alias("n"), F.sum("hit").alias("hit"), F.sum(F.col("dcg") / F.col("idcg")).alias("ndcg"),
+                  F.sum(F.col("hit") / F.col("actual")).alias("recall"), F.sum(F.col("ap") / F.col("actual")).alias("map"),
+                  F.sum((F.col("hit") > 0).cast("double")).alias("hr")).first()
+    n = row["n"]
     out = {}
-    for (value,) in recs.select(key).distinct().collect():
-        row, m = rows.get(value), {}
-        n = row["n"] if row is not None else 0
-        if n:
-            m.update({f"ndcg@{k}": row["ndcg"] / n, f"precision@{k}": row["hit"] / (k * n),
-                      f"recall@{k}": row["recall"] / n, f"map@{k}": row["map"] / n, f"hit_rate@{k}": row["hr"] / n})
-        else:
-            m.update({f"{name}@{k}": 0.0 for name in ("ndcg", "precision", "recall", "map", "hit_rate")})
-        m["users"] = n
-        out[value] = m
-    per_value = lambda frame, alias: {r[key]: r[alias] for r in frame.collect()}  # noqa: E731
+    if n:
+        out.update({f"ndcg@{k}": row["ndcg"] / n, f"precision@{k}": row["hit"] / (k * n),
+                    f"recall@{k}": row["recall"] / n, f"map@{k}": row["map"] / n, f"hit_rate@{k}": row["hr"] / n})
+    else:
+        out.update({f"{m}@{k}": 0.0 for m in ("ndcg", "precision", "recall", "map", "hit_rate")})
+    out["users"] = n
     if n_catalogue:
-        cov = per_value(recs.groupBy(key).agg(F.countDistinct("item_id").alias("c")), "c")
-        for value, m in out.items():
-            m[f"coverage@{k}"] = cov[value] / n_catalogue
+        out[f"coverage@{k}"] = recs.select("item_id").distinct().count() / n_catalogue
     if item_genres is not None:
         g = item_genres.where(F.col("score") > 0)
         g = g.withColumn("a", F.col("score") / F.sqrt(F.sum(F.col("score") ** 2).over(Window.partitionBy("item_id"))))
         sq = g.groupBy("item_id").agg(F.sum(F.col("a") ** 2).alias("sq"))
-        s = (recs.join(g, "item_id").groupBy(key, "user_id", "genre").agg(F.sum("a").alias("s"))
-             .groupBy(key, "user_id").agg(F.sum(F.col("s") ** 2).alias("sum_sq")))
-        lst = (recs.join(sq, "item_id", "left").groupBy(key, "user_id")
+        s = (recs.join(g, "item_id").groupBy("user_id", "genre").agg(F.sum("a").alias("s"))
+             .groupBy("user_id").agg(F.sum(F.col("s") ** 2).alias("sum_sq")))
+        lst = (recs.join(sq, "item_id", "left").groupBy("user_id")
                .agg(F.count("*").alias("m"), F.sum(F.coalesce("sq", F.lit(0.0))).alias("self"))
-               .join(s, [key, "user_id"], "left").fillna(0.0, ["sum_sq"]).where(F.col("m") > 1))
-        div = per_value(lst.groupBy(key).agg(F.avg(1 - (F.col("sum_sq") - F.col("self")) / 2
-                                                   / (F.col("m") * (F.col("m") - 1) / 2)).alias("d")), "d")
-        for value, m in out.items():
-            m[f"diversity@{k}"] = float(div[value]) if div.get(value) is not None else 0.0
+               .join(s, "user_id", "left").fillna(0.0, ["sum_sq"]).where(F.col("m") > 1))
+        div = lst.agg(F.avg(1 - (F.col("sum_sq") - F.col("self")) / 2 / (F.col("m") * (F.col("m") - 1) / 2))).first()[0]
+        out[f"diversity@{k}"] = float(div) if div is not None else 0.0
     if item_users is not None and n_train_users:
-        nov = per_value(recs.join(item_users, "item_id", "left").groupBy(key).agg(
-            F.avg(-F.log2(F.greatest(F.coalesce("users", F.lit(0.0)), F.lit(1.0)) / n_train_users)).alias("v")), "v")
-        for value, m in out.items():
-            m[f"novelty@{k}"] = float(nov[value]) if nov.get(value) is not None else 0.0
+        nov = (recs.join(item_users, "item_id", "left")
+               .agg(F.avg(-F.log2(F.greatest(F.coalesce("users", F.lit(0.0)), F.lit(1.0)) / n_train_users))).first()[0])
+        out[f"novelty@{k}"] = float(nov) if nov is not None else 0.0
     recs.unpersist()
-    out = {value: {name: float(v) if name != "users" else int(v) for name, v in m.items()} for value, m in out.items()}
-    return out if by is not None else out.get("", _empty(k, n_catalogue, item_genres, item_users, n_train_users))
-
-
-def _empty(k: int, n_catalogue, item_genres, item_users, n_train_users) -> dict:
-    """The metrics of no recommendations at all."""
-    out = {f"{m}@{k}": 0.0 for m in ("ndcg", "precision", "recall", "map", "hit_rate")}
-    out["users"] = 0
-    if n_catalogue:
-        out[f"coverage@{k}"] = 0.0
-    if item_genres is not None:
-        out[f"diversity@{k}"] = 0.0
-    if item_users is not None and n_train_users:
-        out[f"novelty@{k}"] = 0.0
-    return out
+    return {key: float(v) if key != "users" else int(v) for key, v in out.items()}
