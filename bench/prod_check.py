@@ -297,7 +297,7 @@ def verify_local_equal(env: dict, lake_root: Path, local_root: Path, overrides: 
     cluster, local = Lake(str(lake_root)), Lake(str(local_root))
     compared = {}
     for table in [t for stage in SPARK_STAGES for t in outputs(stage) if t != "evaluation"]:
-        a, b = canonical(cluster.read_pandas(table, RUN_DATE)), canonical(local.read_pandas(table, RUN_DATE))
+        a, b = (standalone.canonical(lake.read_pandas(table, RUN_DATE), places=6) for lake in (cluster, local))
         assert len(a) == len(b) and list(a.columns) == list(b.columns), f"{table}: {a.shape} vs {b.shape}"
         floats = a.select_dtypes("float").columns
         assert a.drop(columns=floats).equals(b.drop(columns=floats)), f"{table}: cluster and local rows differ"
@@ -310,15 +310,6 @@ def verify_local_equal(env: dict, lake_root: Path, local_root: Path, overrides: 
         np.isclose(m_cluster[n][k], v, rtol=1e-9) for n in m_local for k, v in m_local[n].items()), "metrics differ"
     compared["evaluation (models)"] = len(m_local)
     return compared
-
-
-def canonical(df):
-    """A table without its run id, list cells as text, rows in one order (floats rounded for the sort only)."""
-    df = df.drop(columns="run_id", errors="ignore")
-    lists = [c for c in df if df[c].map(lambda v: hasattr(v, "__len__") and not isinstance(v, str)).any()]
-    df = df.astype({c: str for c in lists})
-    key = df.round({c: 6 for c in df.select_dtypes("float").columns})
-    return df.loc[key.sort_values(list(df.columns)).index].reset_index(drop=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,6 +87,7 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
     else:
         ranked = {name: (model, top) for name, top in rec.recommend_many(
             model, variants, k, cfg.recommend.block_users, users=users, candidates=candidates).items()}
+    s_truth = None  # the test split cached in Spark
     try:  # `done` removes what rank_remote left in the lake, whatever happens next
         if cold is not None:
             if model.available.get("genre") and labels is not None:
@@ -118,17 +119,18 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
         else:  # one variant's rows at a time: the driver's heap holds one copy, not every variant's (ML-25M)
             from pyspark.sql import functions as F
 
-            truth = spark.createDataFrame(test[["user_id", "item_id"]]).cache()
+            s_truth = spark.createDataFrame(test[["user_id", "item_id"]]).cache()
             s_users = spark.createDataFrame(item_users)
             s_genres = None if item_genres is None else spark.createDataFrame(item_genres[["item_id", "genre", "score"]])
             models = {}
             for name in variants:
                 recs = (remote.where(F.col("variant") == name).drop("variant") if name in remote_names
                         else spark.createDataFrame(local[name]))
-                models[name] = spark_ranking_metrics(truth, recs, k, item_users=s_users, item_genres=s_genres, **extra)
-            truth.unpersist()
+                models[name] = spark_ranking_metrics(s_truth, recs, k, item_users=s_users, item_genres=s_genres, **extra)
     finally:
         done()
+        if s_truth is not None:
+            s_truth.unpersist()
     # models holds metric values only, so a reader can iterate them; each variant's blend weights sit apart
     payload = {"primary": "rerank" if "rerank" in reranked else "blend", "protocol": ec.protocol, "k": k,
                "variants": variants, "train_rows": int(len(train)), "test_rows": int(len(test)), "models": models}

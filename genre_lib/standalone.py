@@ -92,3 +92,14 @@ def cluster(workdir: Path, workers: int = 1, cores: int = 2, memory: str = "2g",
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def canonical(df, places: int = 9):
+    """A table as a frame in one row order, for comparing a cluster run with a local one: without the
+    run id (the runs differ in it), list cells as text, rows ordered on floats rounded to `places`
+    (sums may differ in their last bits with the order in which a shuffle delivers rows)."""
+    df = df.drop(columns="run_id", errors="ignore")
+    lists = [c for c in df if df[c].map(lambda v: hasattr(v, "__len__") and not isinstance(v, str)).any()]
+    df = df.astype({c: str for c in lists})
+    key = df.round({c: places for c in df.select_dtypes("float").columns})
+    return df.loc[key.sort_values(list(df.columns)).index].reset_index(drop=True)

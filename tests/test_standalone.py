@@ -29,17 +29,6 @@ def cluster(tmp_path_factory):
         yield c
 
 
-def _frame(lake, table):
-    """A table as a frame in a canonical row order, without the run id (the two runs differ in it);
-    list cells (genres) as text. Rows are ordered on floats rounded to 9 places: sums may differ in
-    their last bits with the order in which a shuffle delivers rows."""
-    df = lake.read_pandas(table, D).drop(columns="run_id", errors="ignore")
-    lists = [c for c in df if df[c].map(lambda v: hasattr(v, "__len__") and not isinstance(v, str)).any()]
-    df = df.astype({c: str for c in lists})
-    key = df.round({c: 9 for c in df.select_dtypes("float").columns})
-    return df.loc[key.sort_values(list(df.columns)).index].reset_index(drop=True)
-
-
 def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_path):
     from genre_lib import clean, genres
     from genre_lib.config import load_config
@@ -76,7 +65,7 @@ def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_pat
     for table in ("interactions_clean", "interactions_quarantine", "items_clean", "item_genres", "genre_vocab",
                   "user_genre_weights"):
         assert D.isoformat() in remote.committed(table), table
-        a, b = _frame(remote, table), _frame(local, table)
+        a, b = (standalone.canonical(lake.read_pandas(table, D)) for lake in (remote, local))
         assert len(a) > 0, table
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12, obj=f"{table} (cluster vs local)")
     for key in ("raw_rows", "clean_rows", "quarantined_rows", "duplicate_rows"):
