@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -146,22 +147,34 @@ def browser():
 
 
 def body_text(driver) -> str:
+    """The page's text; empty while the document is being replaced (a navigation or a React remount
+    between finding <body> and reading it), so the waits around it simply look again."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    return driver.find_element(By.TAG_NAME, "body").text
+    try:
+        return driver.find_element(By.TAG_NAME, "body").text
+    except (StaleElementReferenceException, NoSuchElementException):
+        return ""
 
 
-def wait_text(driver, needles: list[str], timeout: float = 60) -> str:
-    """Wait until the page shows every needle; the page text."""
+def retry_stale(fn, timeout: float = 60):
+    """fn(), again whenever React re-rendered an element it held (stale reference), up to timeout."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     t0 = time.time()
     while True:
-        text = body_text(driver)
-        if all(n in text for n in needles):
-            return text
-        if time.time() - t0 > timeout:
-            missing = [n for n in needles if n not in text]
-            raise AssertionError(f"{driver.current_url} does not show {missing}; it shows:\n{text[:3000]}")
-        time.sleep(1)
+        try:
+            return fn()
+        except StaleElementReferenceException:
+            if time.time() - t0 > timeout:
+                raise
+            time.sleep(0.5)
+
+
+def on_fresh(driver, by, value, action, timeout: float = 60):
+    """Find the element and act on it, finding it again if it went stale in between."""
+    return retry_stale(lambda: action(wait_for(driver, by, value, timeout)), timeout)
 
 
 def shot(driver, name: str) -> Path:
@@ -177,10 +190,14 @@ def airflow_login(driver, base: str, password: str) -> None:
     from selenium.webdriver.common.keys import Keys
 
     driver.get(f"{base}/auth/login")
-    user = wait_for(driver, By.NAME, "username")
-    user.send_keys("admin")
-    pw = driver.find_element(By.NAME, "password")
-    pw.send_keys(password, Keys.ENTER)
+
+    def fill(el, text):
+        el.clear()
+        el.send_keys(text)
+
+    on_fresh(driver, By.NAME, "username", lambda el: fill(el, "admin"))
+    on_fresh(driver, By.NAME, "password", lambda el: fill(el, password))
+    on_fresh(driver, By.NAME, "password", lambda el: el.send_keys(Keys.ENTER))
     wait_text(driver, ["Dags"])
     assert "/auth/login" not in driver.current_url, "login refused"
 
@@ -205,23 +222,29 @@ def trigger_from_form(driver, base: str) -> str:
     from selenium.webdriver.common.by import By
 
     driver.get(f"{base}/dags/genre_nightly")
-    wait_for(driver, By.CSS_SELECTOR, "button[aria-label='Trigger Dag']").click()
-    run_date = wait_for(driver, By.ID, "element_run_date")
+    on_fresh(driver, By.CSS_SELECTOR, "button[aria-label='Trigger Dag']", lambda el: el.click())
+    wait_for(driver, By.ID, "element_run_date")
     wait_text(driver, ["Run Parameters", "Config profile", "Stages", "Re-embed every item"])
-    run_date.send_keys("".join((RUN_DATE[5:7], RUN_DATE[8:10], RUN_DATE[:4])))  # the picker's mm/dd/yyyy
-    box = driver.find_element(By.ID, "element_overrides")
-    set_react_value(driver, box, "\n".join(overrides()))
-    driver.execute_script("arguments[0].style.height = (arguments[0].scrollHeight + 8) + 'px'", box)  # all lines
+    on_fresh(driver, By.ID, "element_run_date",  # the picker's mm/dd/yyyy
+             lambda el: el.send_keys("".join((RUN_DATE[5:7], RUN_DATE[8:10], RUN_DATE[:4]))))
+
+    def fill_overrides(box):
+        set_react_value(driver, box, "\n".join(overrides()))
+        driver.execute_script("arguments[0].style.height = (arguments[0].scrollHeight + 8) + 'px'", box)  # all lines
+
+    on_fresh(driver, By.ID, "element_overrides", fill_overrides)
     driver.execute_script("document.activeElement.blur()")  # out of the date field, so it shows unselected
     time.sleep(1)
-    assert run_date.get_attribute("value") == RUN_DATE, run_date.get_attribute("value")
-    assert box.get_attribute("value").splitlines() == overrides(), box.get_attribute("value")
+    run_date = on_fresh(driver, By.ID, "element_run_date", lambda el: el.get_attribute("value"))
+    assert run_date == RUN_DATE, run_date
+    box = on_fresh(driver, By.ID, "element_overrides", lambda el: el.get_attribute("value"))
+    assert box.splitlines() == overrides(), box
     text = wait_text(driver, ["configs/default.yaml", *STAGES])  # profile and the stage multi-select
-    assert f"recommend.top_n={TOP_N}" in box.get_attribute("value")
+    assert f"recommend.top_n={TOP_N}" in box
     shot(driver, "01-trigger-form.png")
     assert "Trigger Dag - genre_nightly" in text
-    button = [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Trigger"][-1]
-    button.click()
+    retry_stale(lambda: [b for b in driver.find_elements(By.TAG_NAME, "button")
+                         if b.text.strip() == "Trigger"][-1].click())
     t0 = time.time()
     while "/runs/" not in driver.current_url:
         if time.time() - t0 > 60:
@@ -235,21 +258,19 @@ def check_run_pages(driver, base: str, run_id: str) -> dict:
 
     driver.get(f"{base}/dags/genre_nightly/runs/{urllib.parse.quote(run_id)}")
     text = wait_text(driver, [run_id, "Task Instances", *TASKS])
-    rows = {}
-    for row in driver.find_elements(By.CSS_SELECTOR, "tbody tr"):
-        cells = row.text.split("\n")
-        if cells and cells[0] in TASKS:
-            rows[cells[0]] = row.text
+    rows = retry_stale(lambda: {t.split("\n")[0]: t for t in
+                                (r.text for r in driver.find_elements(By.CSS_SELECTOR, "tbody tr"))
+                                if t.split("\n")[0] in TASKS})
     assert set(rows) == set(TASKS), f"task rows {sorted(rows)}"
     not_ok = {t: r for t, r in rows.items() if "Success" not in r}
     assert not not_ok, f"tasks not shown as Success: {not_ok}"
     assert "Success" in text.split("Task Instances")[0], "the run is not shown as Success"
     shot(driver, "02-grid.png")
-    wait_for(driver, By.CSS_SELECTOR, "button[aria-label^='Show Graph']").click()
+    on_fresh(driver, By.CSS_SELECTOR, "button[aria-label^='Show Graph']", lambda el: el.click())
     wait_text(driver, TASKS)
     time.sleep(3)  # the layout animates in
-    nodes = driver.find_elements(By.CSS_SELECTOR, ".react-flow__node")
-    node_text = {n.text.split("\n")[0]: n.text for n in nodes}
+    node_text = retry_stale(lambda: {t.split("\n")[0]: t for t in
+                                     (n.text for n in driver.find_elements(By.CSS_SELECTOR, ".react-flow__node"))})
     assert set(TASKS) <= set(node_text), f"graph nodes {sorted(node_text)}"
     assert all("success" in node_text[t].lower() for t in TASKS), node_text
     shot(driver, "03-graph.png")
@@ -284,7 +305,7 @@ def mlflow_pages(driver, base: str, env: dict, run_id: str) -> dict:
     driver.get(f"{runs_url}?workflowType=machine_learning")
     wait_text(driver, [parent.info.run_name], 90)
     close_assistant(driver)
-    wait_for(driver, By.CSS_SELECTOR, "button[data-component-id*='runnamecellrenderer']").click()
+    on_fresh(driver, By.CSS_SELECTOR, "button[data-component-id*='runnamecellrenderer']", lambda el: el.click())
     table = wait_text(driver, [parent.info.run_name, *names], 60)
     shot(driver, "04-mlflow-runs.png")
 
@@ -332,16 +353,25 @@ def find_param(driver, key: str) -> str:
     (a run logs ~100 params) through the "Search parameters" box."""
     from selenium.webdriver.common.by import By
 
-    box = wait_for(driver, By.CSS_SELECTOR, "input[placeholder='Search parameters']")
-    box.click()
-    box.send_keys(key)
-    t0 = time.time()
-    while time.time() - t0 < 30:
+    def search(box):
+        box.click()
+        box.clear()
+        box.send_keys(key)
+
+    def shown():
         for row in driver.find_elements(By.CSS_SELECTOR, "tr, [role='row']"):
             cells = [c.strip() for c in row.text.split("\n") if c.strip()]
             if len(cells) == 2 and cells[0] == key:
                 driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
                 return cells[1]
+        return None
+
+    on_fresh(driver, By.CSS_SELECTOR, "input[placeholder='Search parameters']", search)
+    t0 = time.time()
+    while time.time() - t0 < 30:
+        value = retry_stale(shown)
+        if value is not None:
+            return value
         time.sleep(1)
     raise AssertionError(f"{key} not on {driver.current_url}:\n{body_text(driver)[:3000]}")
 
@@ -425,7 +455,9 @@ def main() -> int:
             log(f"servers left up: Airflow {base} (admin / {password}), MLflow {mlflow_base}")
     except Exception as e:  # report, then still stop everything
         summary["error"] = f"{type(e).__name__}: {e}"
+        summary["traceback"] = traceback.format_exc()
         log(f"FAIL: {summary['error'][:4000]}")
+        log("at " + " <- ".join(f"{f.name}:{f.lineno}" for f in reversed(traceback.extract_tb(e.__traceback__))))
         if driver is not None:
             try:
                 shot(driver, "failure.png")

@@ -42,7 +42,7 @@ def model_variants(weights: dict, available: dict) -> dict[str, dict]:
 def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genres: Optional[pd.DataFrame] = None,
              spark=None, run_date: Optional[dt.date] = None,
              rescore: Optional[Callable[[np.ndarray], pd.DataFrame]] = None,
-             rank_remote: Optional[Callable] = None) -> dict:
+             rank_remote: Optional[Callable] = None, to_spark: Optional[Callable] = None) -> dict:
     """Split by cfg.eval.protocol, fit every scorer on the training split only (the genre weights
     with genres.py's numpy twin, anchored at `run_date`, default the last interaction's day), rank
     every variant for the test users with training items removed, score with the Spark metrics
@@ -119,13 +119,14 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
         else:  # one variant's rows at a time: the driver's heap holds one copy, not every variant's (ML-25M)
             from pyspark.sql import functions as F
 
-            s_truth = spark.createDataFrame(test[["user_id", "item_id"]]).cache()
-            s_users = spark.createDataFrame(item_users)
-            s_genres = None if item_genres is None else spark.createDataFrame(item_genres[["item_id", "genre", "score"]])
+            to_spark = to_spark or (lambda frame, _name: spark.createDataFrame(frame))
+            s_truth = to_spark(test[["user_id", "item_id"]], "truth").cache()
+            s_users = to_spark(item_users, "item_users")
+            s_genres = None if item_genres is None else to_spark(item_genres[["item_id", "genre", "score"]], "item_genres")
             models = {}
             for name in variants:
                 recs = (remote.where(F.col("variant") == name).drop("variant") if name in remote_names
-                        else spark.createDataFrame(local[name]))
+                        else to_spark(local[name], f"variant-{name}"))
                 models[name] = spark_ranking_metrics(s_truth, recs, k, item_users=s_users, item_genres=s_genres, **extra)
     finally:
         done()
@@ -164,14 +165,43 @@ def spark_variants(ctx) -> Callable:
     def rank_remote(model, variants, users, candidates, k):
         frame, drop_model = spark_rank.rank(ctx, [(None, model, ctx.cfg.recommend, users)],
                                             partial(rank_variants, variants, k, candidates), RANKED)
-        scratch = ("_artifacts", "evaluate", f"ds={ctx.ds}", uuid.uuid4().hex)
+        scratch = Scratch(ctx)
         try:
-            frame.write.parquet(ctx.lake.uri(*scratch))
+            frame.write.parquet(scratch.uri("ranked"))
         finally:
             drop_model()
-        return ctx.spark.read.parquet(ctx.lake.uri(*scratch)), lambda: ctx.lake.fs.delete_dir(ctx.lake.path(*scratch))
+        return ctx.spark.read.parquet(scratch.uri("ranked")), scratch.remove
 
     return rank_remote
+
+
+class Scratch:
+    """evaluate's scratch space in the lake, `_artifacts/evaluate/ds=<D>/<uuid>/`, removed by `remove`.
+    `frame` hands a pandas frame to Spark as a parquet file there: createDataFrame would keep every row
+    in the driver's JVM heap (at ML-25M shape the test split and a variant's rows ran 2 GB out)."""
+
+    def __init__(self, ctx):
+        self.lake, self.spark = ctx.lake, ctx.spark
+        self.parts = ("_artifacts", "evaluate", f"ds={ctx.ds}", uuid.uuid4().hex)
+
+    def uri(self, name: str) -> str:
+        return self.lake.uri(*self.parts, name)
+
+    def frame(self, frame: pd.DataFrame, name: str):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        folder = self.lake.path(*self.parts, name)
+        self.lake.fs.create_dir(folder, recursive=True)
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), f"{folder}/part-00000.parquet",
+                       filesystem=self.lake.fs)
+        return self.spark.read.parquet(self.uri(name))
+
+    def remove(self) -> None:
+        from pyarrow import fs
+
+        if self.lake.fs.get_file_info(self.lake.path(*self.parts)).type != fs.FileType.NotFound:
+            self.lake.fs.delete_dir(self.lake.path(*self.parts))
 
 
 def genre_weights(train: pd.DataFrame, catalogue: Catalogue, gc, run_date: Optional[dt.date]) -> Optional[pd.DataFrame]:
@@ -258,7 +288,11 @@ def run(ctx) -> dict:
     item_genres = ctx.lake.read_pandas("item_genres", genres_ds) if genres_ds else None
     rescore = (lambda cold: rescore_hiding_labels(ctx, set(cold))) if ctx.cfg.eval.protocol == "cold_items" else None
     remote = spark_variants(ctx) if ctx.cfg.recommend.engine == "spark" else None
-    payload = evaluate(history, catalogue, ctx.cfg, item_genres=item_genres, spark=ctx.spark,
-                       run_date=ctx.run_date, rescore=rescore, rank_remote=remote)
+    scratch = Scratch(ctx)
+    try:
+        payload = evaluate(history, catalogue, ctx.cfg, item_genres=item_genres, spark=ctx.spark,
+                           run_date=ctx.run_date, rescore=rescore, rank_remote=remote, to_spark=scratch.frame)
+    finally:
+        scratch.remove()
     ctx.lake.write_json("evaluation", ctx.ds, "metrics.json", payload, ctx.manifest())
     return log_to_mlflow(payload)

@@ -71,6 +71,18 @@ def test_evaluate_spark_engine_equals_local(tmp_path, spark):
         assert remote["models"][name] == pytest.approx(m, rel=1e-9, abs=1e-12), name
     assert not [p for p in (tmp_path / "lake" / "_artifacts").rglob("*") if p.is_file()]  # scratch removed
 
+    # the metrics' inputs through parquet files in the lake's scratch space, as the stage runs them
+    scratch = evaluate.Scratch(ctx)
+    try:
+        staged = evaluate.evaluate(history, catalogue, cfg, spark=spark, run_date=run_date, to_spark=scratch.frame)
+        written = {p.parent.name for p in (tmp_path / "lake" / "_artifacts" / "evaluate").rglob("*.parquet")}
+        assert {"truth", "item_users", "variant-blend"} <= written
+    finally:
+        scratch.remove()
+    for name, m in local["models"].items():
+        assert staged["models"][name] == pytest.approx(m, rel=1e-9, abs=1e-12), name
+    assert not [p for p in (tmp_path / "lake" / "_artifacts").rglob("*") if p.is_file()]
+
 
 def test_spark_engine_refuses_the_reranker():
     with pytest.raises(ConfigError, match="recommend.engine: spark"):
