@@ -177,6 +177,19 @@ def on_fresh(driver, by, value, action, timeout: float = 60):
     return retry_stale(lambda: action(wait_for(driver, by, value, timeout)), timeout)
 
 
+def wait_text(driver, needles: list[str], timeout: float = 60) -> str:
+    """Wait until the page shows every needle; the page text."""
+    t0 = time.time()
+    while True:
+        text = body_text(driver)
+        if all(n in text for n in needles):
+            return text
+        if time.time() - t0 > timeout:
+            missing = [n for n in needles if n not in text]
+            raise AssertionError(f"{driver.current_url} does not show {missing}; it shows:\n{text[:3000]}")
+        time.sleep(1)
+
+
 def shot(driver, name: str) -> Path:
     path = OUT / name
     driver.save_screenshot(str(path))
