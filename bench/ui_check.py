@@ -343,7 +343,7 @@ def mlflow_pages(driver, base: str, env: dict, run_id: str) -> dict:
     driver.get(f"{runs_url}/{ev.info.run_id}/artifacts/report.html")
     wait_text(driver, [ev.info.run_name, "report.html"], 90)
     close_assistant(driver)
-    driver.switch_to.frame(wait_for(driver, By.TAG_NAME, "iframe"))
+    on_fresh(driver, By.TAG_NAME, "iframe", driver.switch_to.frame)
     try:
         report = wait_text(driver, ["Metrics per model", "Per-model bar charts", "Coverage, novelty, diversity",
                                     "Genre mix"], 60)
@@ -352,7 +352,7 @@ def mlflow_pages(driver, base: str, env: dict, run_id: str) -> dict:
     finally:
         driver.switch_to.default_content()
     shot(driver, "07-mlflow-evaluation-report.png")
-    driver.switch_to.frame(driver.find_element(By.TAG_NAME, "iframe"))
+    on_fresh(driver, By.TAG_NAME, "iframe", driver.switch_to.frame)
     driver.execute_script("document.getElementById('recs').scrollIntoView({block: 'start'})")
     driver.switch_to.default_content()
     time.sleep(1)
