@@ -40,6 +40,16 @@ from genre_lib.tables import read_history_pandas
 from genre_lib.topk import block_topk_many
 
 COMPONENTS = ("genre", "content", "cf", "popularity")
+# A block's dense users x items float32 matrices (each kept scorer, the blend, the seen mask and the
+# temporaries of one scorer) stay within this many bytes: past ~38k items / 7 matrices the block holds
+# fewer users than block_users (ML-25M's 62k items: ~600), so ranking memory does not grow with the catalogue.
+BLOCK_BYTES = 1 << 30
+
+
+def block_rows(block_users: int, n_items: int, matrices: int) -> int:
+    """Users per ranking block: block_users, or fewer where `matrices` users x items float32 matrices
+    would pass BLOCK_BYTES."""
+    return int(max(1, min(block_users, BLOCK_BYTES // max(1, 4 * n_items * matrices))))
 GENRE_EPS = 1e-3  # floor of R inside the log: an item outside all the user's genres
 
 
@@ -305,7 +315,8 @@ def recommend_many(model: Model, blends: dict, top_n: int, block_users: int, use
                 comps[key].append(torch.gather(current[key[1]], 1, i))
 
     seen = model.seen[users] if exclude_seen else None
-    ranked = block_topk_many(score_blocks, list(ws), len(users), top_n, block_users, seen, keep_components)
+    rows = block_rows(block_users, model.n_items, len(kept) + 4)
+    ranked = block_topk_many(score_blocks, list(ws), len(users), top_n, rows, seen, keep_components)
     out = {}
     for name, (vals, idx) in ranked.items():
         k = idx.shape[1]

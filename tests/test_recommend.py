@@ -126,6 +126,23 @@ def test_recommend_many_ranks_each_blend_as_recommend_alone(fitted):
         rec.recommend_many(model, {"none": {"genre": 0.0}}, 4, 5)
 
 
+def test_blocks_shrink_to_the_byte_budget_with_the_same_lists(fitted, monkeypatch):
+    """Past BLOCK_BYTES the ranking block holds fewer users than block_users; the lists are the same."""
+    model, _ = fitted
+    w = {"genre": 1.0, "content": 0.5, "cf": 2.0, "popularity": 0.3}
+    whole = rec.recommend(model, w, 4, 1000)
+    calls = []
+    real = rec.component_block
+    monkeypatch.setattr(rec, "component_block", lambda m, c, rows: calls.append(len(rows)) or real(m, c, rows))
+    monkeypatch.setattr(rec, "BLOCK_BYTES", 4 * model.n_items * (len(w) + 4) * 3)  # 3 users a block
+    assert rec.block_rows(1000, model.n_items, len(w) + 4) == 3
+    small = rec.recommend(model, w, 4, 1000)
+    assert max(calls) == 3 and len(calls) == len(w) * -(-model.n_users // 3)
+    assert np.array_equal(small.users, whole.users) and np.array_equal(small.items, whole.items)
+    np.testing.assert_allclose(small.score, whole.score, rtol=1e-5, atol=1e-6)
+    assert rec.block_rows(2, model.n_items, 8) == 2 and rec.block_rows(10, 10**12, 8) == 1
+
+
 def test_recommendations_table_and_reasons(fitted, cfg):
     model, _ = fitted
     top = rec.recommend(model, cfg.recommend.weights, 5, 7)
