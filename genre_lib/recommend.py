@@ -40,8 +40,9 @@ from genre_lib.tables import read_history_pandas
 from genre_lib.topk import block_topk_many
 
 COMPONENTS = ("genre", "content", "cf", "popularity")
+GENRE_EPS = 1e-3  # floor of R inside the log: an item outside all the user's genres
 # A block's dense users x items float32 matrices (each kept scorer, the blend, the seen mask and the
-# temporaries of one scorer) stay within this many bytes: past ~38k items / 7 matrices the block holds
+# temporaries of one scorer) stay within this many bytes: with 7 matrices, past ~38k items a block holds
 # fewer users than block_users (ML-25M's 62k items: ~600), so ranking memory does not grow with the catalogue.
 BLOCK_BYTES = 1 << 30
 
@@ -50,7 +51,6 @@ def block_rows(block_users: int, n_items: int, matrices: int) -> int:
     """Users per ranking block: block_users, or fewer where `matrices` users x items float32 matrices
     would pass BLOCK_BYTES."""
     return int(max(1, min(block_users, BLOCK_BYTES // max(1, 4 * n_items * matrices))))
-GENRE_EPS = 1e-3  # floor of R inside the log: an item outside all the user's genres
 
 
 # --------------------------------------------------------------------------------------------
