@@ -23,7 +23,7 @@ from genre_lib.config import AbConfig, AbVariant, PipelineConfig, RecommendConfi
 
 # Settings that act only when ranking, not when fitting: variants that differ in these alone share
 # one fitted model (anything else under recommend.* changes a scorer, so that variant is refit).
-RANK_ONLY = ("weights", "top_n", "block_users")
+RANK_ONLY = ("weights", "top_n", "block_users", "user_block_rows")
 
 
 def uniform(user_ids, salt: str) -> np.ndarray:

@@ -8,12 +8,17 @@ import scipy.sparse as sp
 
 
 def ease(x: sp.csr_matrix, lam: float, dropout: float = 0.0) -> np.ndarray:
-    """Item-item weights of the EASE family, closed form (float64 solve, float32 result).
-    dropout = 0: EASE^R, B = I - P diagMat(1/diag P), P = (X'X + lam I)^-1, zero diagonal.
+    """Item-item weights of the EASE family from the users x items matrix x: ease_from_gram(X'X)."""
+    return ease_from_gram((x.T @ x).toarray().astype(np.float64), lam, dropout)
+
+
+def ease_from_gram(g: np.ndarray, lam: float, dropout: float = 0.0) -> np.ndarray:
+    """Item-item weights of the EASE family, closed form, from the Gram matrix G = X'X (float64,
+    changed in place; a sum of X_b'X_b over user blocks is the same G); float32 result.
+    dropout = 0: EASE^R, B = I - P diagMat(1/diag P), P = (G + lam I)^-1, zero diagonal.
     dropout = p > 0: DLAE, B = (G + L)^-1 G with L = lam I + p/(1-p) diag(G): dropout noise on
     the input as a closed-form penalty; it keeps the model off the identity without the diagonal
     constraint."""
-    g = (x.T @ x).toarray().astype(np.float64)
     if dropout > 0:
         pen = lam + dropout / (1.0 - dropout) * np.diag(g)
         a = g.copy()
@@ -48,18 +53,26 @@ def rating_matrix(df: pd.DataFrame, user_index: pd.Index, item_index: pd.Index, 
     return sp.csr_matrix((d["w"].to_numpy(np.float32), (d["u"], d["i"])), shape=(len(user_index), len(item_index)))
 
 
-def item_knn(x: sp.csr_matrix, neighbours: int, block: int = 1024) -> sp.csr_matrix:
+def item_knn(x, neighbours: int, block: int = 1024) -> sp.csr_matrix:
     """items x items, row i = the `neighbours` items most similar to i by the cosine of their user
     columns in x (i itself excluded), float32 sparse. The cf model past EASE's reach: built a block
-    of items at a time, so memory grows with block x items and the kept neighbours, not items^2."""
-    xc = sp.csc_matrix(x, dtype=np.float32)
-    n = xc.shape[1]
-    norms = np.sqrt(np.asarray(xc.multiply(xc).sum(0)).ravel())
-    xt = xc.T.tocsr()
+    of items at a time, so memory grows with block x items and the kept neighbours, not items^2.
+    x is a users x items matrix, or a function returning an iterator over the row blocks of one (user
+    blocks, loaded one at a time: the similarity is their sum, so every user need not be in memory)."""
+    parts = (lambda: iter([x])) if sp.issparse(x) else x
+    norms, n = None, None
+    for xb in parts():
+        sq = np.asarray(sp.csc_matrix(xb, dtype=np.float32).power(2).sum(0), dtype=np.float64).ravel()
+        norms, n = (sq if norms is None else norms + sq), xb.shape[1]
+    norms = np.sqrt(norms).astype(np.float32)
     k = min(neighbours, n - 1)
     rows, cols, vals = [], [], []
     for s in range(0, n, block):
-        sim = (xt[s:s + block] @ xc).toarray()
+        sim = None
+        for xb in parts():
+            xc = sp.csc_matrix(xb, dtype=np.float32)
+            part = (xc[:, s:s + block].T @ xc).toarray()
+            sim = part if sim is None else sim + part
         sim /= np.maximum(norms[s:s + block, None] * norms[None, :], 1e-12)
         sim[np.arange(len(sim)), np.arange(s, s + len(sim))] = 0.0
         if k <= 0:

@@ -3,6 +3,7 @@
     fit(interactions, catalogue, user_weights, rc, gc, rating_max) -> Model   a split or all data
     recommend(model, weights, top_n, block_users)      -> TopK (user, rank, item, score, components)
     recommendations_frame(model, topk, rc)             -> the `recommendations` table (explain.py: reasons)
+    fit_items(blocks, ...) / fit_users(items, df, ...)  fit in blocks of users (what run does at scale)
     run(ctx)                                           the stage
 
 Scorers (each a users x items matrix, produced one block of users at a time):
@@ -22,7 +23,8 @@ means "twice the pull", whatever the scorer's native scale.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -32,11 +34,11 @@ import torch
 
 from genre_lib import ab, rerank, spark_rank
 from genre_lib.catalogue import Catalogue
-from genre_lib.cf import ease, item_knn, rating_matrix, recency_matrix  # noqa: F401  (rec.* in tests)
+from genre_lib.cf import ease, ease_from_gram, item_knn, rating_matrix, recency_matrix  # noqa: F401  (rec.* in tests)
 from genre_lib.config import GenresConfig, RecommendConfig
 from genre_lib.explain import explain
 from genre_lib.pseudonym import pseudonymize
-from genre_lib.tables import read_history_pandas
+from genre_lib.user_blocks import UserBlocks
 from genre_lib.topk import block_topk_many
 
 COMPONENTS = ("genre", "content", "cf", "popularity")
@@ -76,6 +78,8 @@ class Model:
     titles: Optional[np.ndarray] = None
     genre_scale: Optional[np.ndarray] = None        # genres: n_items / M_c (genre_scorer share, popularity)
     genre_item_weight: Optional[np.ndarray] = None  # items: 1 (share) or training users + 1 (popularity)
+    item_users: Optional[np.ndarray] = None    # items, float64: distinct training users (all blocks)
+    history_end: Optional[pd.Timestamp] = None  # newest ts of the training data (content decay's "now")
     available: dict = field(default_factory=dict)
 
     @property
@@ -148,75 +152,126 @@ def cf_input_matrix(model: "Model", df: pd.DataFrame, half_life: Optional[float]
     return rec if model.cf_rating is None else rec.multiply(model.cf_rating).tocsr()
 
 
+def _prepared(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    df["user_id"] = df["user_id"].astype(str)
+    df["item_id"] = df["item_id"].astype(str)
+    if "ts" in df:
+        df["ts"] = pd.to_datetime(df["ts"], utc=True)
+    return df
+
+
 def fit(interactions: pd.DataFrame, catalogue: Catalogue, user_weights: Optional[pd.DataFrame],
         rc: RecommendConfig, gc: GenresConfig, rating_max: float) -> Model:
     """Fit every scorer on `interactions` (user_id, item_id[, event, rating, ts]) and the catalogue.
     `user_weights` are `user_genre_weights` rows computed on the same interactions (the night's
     published table, or genres.user_genre_weights_pandas on a split); `rating_max` is the clean
-    stage's upper rating bound."""
-    df = interactions.copy()
-    df["user_id"] = df["user_id"].astype(str)
-    df["item_id"] = df["item_id"].astype(str)
-    if "ts" in df:
-        df["ts"] = pd.to_datetime(df["ts"], utc=True)
-        now = df["ts"].max()
-    else:
-        now = pd.Timestamp.now(tz="UTC")
-    user_ids = np.asarray(sorted(df["user_id"].unique()), dtype=object)
-    item_ids = np.asarray(sorted(set(catalogue.item_ids()) | set(df["item_id"].unique())), dtype=object)
-    uidx, iidx = pd.Index(user_ids), pd.Index(item_ids)
-    u = uidx.get_indexer(df["user_id"])
-    i = iidx.get_indexer(df["item_id"])
-    seen = sp.csr_matrix((np.ones(len(df), np.float32), (u, i)), shape=(len(uidx), len(iidx)))
-    seen.sum_duplicates()
-    seen.data[:] = 1.0
+    stage's upper rating bound. The same as fit_items over one block, then fit_users."""
+    df = _prepared(interactions)
+    return fit_users(fit_items(lambda: iter([df]), catalogue, rc, gc, rating_max), df, user_weights, rc, gc, rating_max)
+
+
+def fit_items(blocks, catalogue: Catalogue, rc: RecommendConfig, gc: GenresConfig, rating_max: float) -> Model:
+    """The item side of a Model (every item field; no users yet) from the interactions given as
+    `blocks()`, an iterator over frames that each hold all the rows of their users (user blocks; read
+    twice): what every user block's fit_users shares. Only the item-side sums (distinct users per
+    item, the Gram matrix X'X, kNN similarities) are kept across blocks, so memory grows with the
+    catalogue and one block, not with users or interactions."""
+    counts, end, rows = pd.Series(dtype=float), None, 0
+    for raw in blocks():
+        df = _prepared(raw)
+        rows += len(df)
+        counts = counts.add(df.drop_duplicates(["user_id", "item_id"])["item_id"].value_counts(), fill_value=0.0)
+        if "ts" in df and len(df):
+            end = df["ts"].max() if end is None else max(end, df["ts"].max())
+    item_ids = np.asarray(sorted(set(catalogue.item_ids()) | set(counts.index)), dtype=object)
+    iidx = pd.Index(item_ids)
+    users_per_item = counts.reindex(iidx, fill_value=0.0).to_numpy(float)
 
     s, has, genres = item_genre_matrix(catalogue.item_genre_scores, item_ids, rc.gamma)
-    wuc = user_weight_matrix(user_weights, uidx, genres)
-    pop = np.log1p(np.asarray(seen.sum(0)).ravel()).astype(np.float32)
-
-    model = Model(user_ids=user_ids, item_ids=item_ids, genres=genres, seen=seen, user_genre=wuc,
-                  item_genre=s, item_has_genre=has, popularity=pop)
+    model = Model(user_ids=np.asarray([], dtype=object), item_ids=item_ids, genres=genres,
+                  seen=sp.csr_matrix((0, len(item_ids)), dtype=np.float32), user_genre=np.zeros((0, len(genres))),
+                  item_genre=s, item_has_genre=has, popularity=np.log1p(users_per_item).astype(np.float32),
+                  item_users=users_per_item, history_end=end if end is not None else pd.Timestamp.now(tz="UTC"))
     if rc.genre_scorer != "seed" and len(genres):
         # s(i,c) x item_weight_i / M_c, M_c = sum_j s(j,c) item_weight_j, scaled to mean ~1
-        item_w = np.ones(len(item_ids)) if rc.genre_scorer == "share" else np.asarray(seen.sum(0)).ravel() + 1.0
+        item_w = np.ones(len(item_ids)) if rc.genre_scorer == "share" else users_per_item + 1.0
         mass = (s * item_w[:, None]).sum(0)
         model.genre_scale = np.where(mass > 0, len(item_ids) / np.where(mass > 0, mass, 1.0), 0.0)
         model.genre_item_weight = item_w
-    model.available = {"genre": len(genres) > 0, "cf": seen.nnz > 0, "popularity": seen.nnz > 0,
-                       "content": False}
+    model.available = {"genre": len(genres) > 0, "cf": rows > 0, "popularity": rows > 0, "content": False}
 
     # cf over every item with interactions: EASE while its dense Gram inverse (O(items^3)) fits
     # cf_max_items, a sparse item-kNN beyond
-    cover = np.flatnonzero(np.asarray(seen.sum(0)).ravel() > 0)
+    cover = np.flatnonzero(users_per_item > 0)
     if len(cover):
         model.ease_items = cover
-        if rc.cf_rating_power > 0:
-            model.cf_rating = rating_matrix(df, uidx, iidx, rc.cf_rating_power, rating_max)
-        x = (seen if model.cf_rating is None else model.cf_rating)[:, cover]
+
+        def cf_blocks():  # each user block's x (binary, or the rating weights B is fit on), cf items only
+            for raw in blocks():
+                df = _prepared(raw)
+                uidx = pd.Index(df["user_id"].unique())
+                x = (rating_matrix(df, uidx, iidx, rc.cf_rating_power, rating_max) if rc.cf_rating_power > 0
+                     else _seen(df, uidx, iidx))
+                yield x[:, cover]
+
         if len(cover) > rc.cf_max_items:
-            model.knn = item_knn(x, rc.cf_knn_neighbours)
+            with tempfile.TemporaryDirectory(prefix="genre-knn-") as tmp:  # the blocks once, read per item block
+                paths = []
+                for b, x in enumerate(cf_blocks()):
+                    paths.append(f"{tmp}/{b}.npz")
+                    sp.save_npz(paths[-1], x.tocsr(), compressed=False)
+                model.knn = item_knn(lambda: (sp.load_npz(p) for p in paths), rc.cf_knn_neighbours)
         else:
-            model.ease = ease(x, rc.cf_reg, rc.cf_dropout)
-        model.cf_input = cf_input_matrix(model, df, rc.cf_recency_half_life)
+            g = np.zeros((len(cover), len(cover)))
+            for x in cf_blocks():
+                g += (x.T @ x).toarray()
+            model.ease = ease_from_gram(g, rc.cf_reg, rc.cf_dropout)
 
     if catalogue.embeddings is not None and len(catalogue.embeddings):
         emb = catalogue.embeddings
-        rows = iidx.get_indexer(emb["item_id"].astype(str))
+        rows_ = iidx.get_indexer(emb["item_id"].astype(str))
         mat = np.stack(emb["vector"].to_numpy()).astype(np.float32)
         e = np.zeros((len(iidx), mat.shape[1]), np.float32)
-        e[rows[rows >= 0]] = mat[rows >= 0]
+        e[rows_[rows_ >= 0]] = mat[rows_ >= 0]
         e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-        w = _content_weights(df, gc, now, rating_max)
-        wm = sp.csr_matrix((w, (u, i)), shape=seen.shape)
-        prof = np.asarray(wm @ e, dtype=np.float32)
-        prof /= np.maximum(np.linalg.norm(prof, axis=1, keepdims=True), 1e-12)
-        model.item_emb, model.user_profile = e, prof
+        model.item_emb, model.user_profile = e, np.zeros((0, e.shape[1]), np.float32)
         model.available["content"] = True
 
     if catalogue.items is not None and "title" in catalogue.items:
         t = catalogue.items.assign(item_id=catalogue.items["item_id"].astype(str)).drop_duplicates("item_id")
         model.titles = t.set_index("item_id")["title"].reindex(item_ids).to_numpy(dtype=object)
+    return model
+
+
+def _seen(df: pd.DataFrame, uidx: pd.Index, iidx: pd.Index) -> sp.csr_matrix:
+    seen = sp.csr_matrix((np.ones(len(df), np.float32), (uidx.get_indexer(df["user_id"]), iidx.get_indexer(df["item_id"]))),
+                         shape=(len(uidx), len(iidx)))
+    seen.sum_duplicates()
+    seen.data[:] = 1.0
+    return seen
+
+
+def fit_users(items: Model, interactions: pd.DataFrame, user_weights: Optional[pd.DataFrame],
+              rc: RecommendConfig, gc: GenresConfig, rating_max: float) -> Model:
+    """The Model of the users in `interactions` (every row of each), on the item side `items`
+    (fit_items over data that includes these rows): seen items, genre weights (`user_weights` rows,
+    others ignored), cf input and content profile. Equal, user for user, to fit on all the data."""
+    df = _prepared(interactions)
+    user_ids = np.asarray(sorted(df["user_id"].unique()), dtype=object)
+    uidx, iidx = pd.Index(user_ids), pd.Index(items.item_ids)
+    seen = _seen(df, uidx, iidx)
+    model = replace(items, user_ids=user_ids, seen=seen, user_genre=user_weight_matrix(user_weights, uidx, items.genres))
+    if items.ease_items is not None:
+        if rc.cf_rating_power > 0:
+            model.cf_rating = rating_matrix(df, uidx, iidx, rc.cf_rating_power, rating_max)
+        model.cf_input = cf_input_matrix(model, df, rc.cf_recency_half_life)
+    if items.item_emb is not None:
+        w = _content_weights(df, gc, items.history_end, rating_max)
+        wm = sp.csr_matrix((w, (uidx.get_indexer(df["user_id"]), iidx.get_indexer(df["item_id"]))), shape=seen.shape)
+        prof = np.asarray(wm @ items.item_emb, dtype=np.float32)
+        prof /= np.maximum(np.linalg.norm(prof, axis=1, keepdims=True), 1e-12)
+        model.user_profile = prof
     return model
 
 
@@ -365,32 +420,79 @@ FIRST_STAGE = rerank.FirstStage(fit, recommend, genre_r)  # what the learned sec
 def run(ctx) -> dict:
     """The stage: fit on every interaction up to the night, top N for every user, explained, each
     user's list ranked with their A/B variant's settings (genre_lib/ab.py; column `variant`, null
-    without A/B); the `recommendations` partition committed; metrics for MLflow."""
+    without A/B); the `recommendations` partition committed; metrics for MLflow. A night past
+    `recommend.user_block_rows` interactions is fit and ranked a block of users at a time
+    (genre_lib/user_blocks.py): the item side once over every block, then each block's users."""
     cfg = ctx.cfg
-    history = read_history_pandas(ctx.lake, ctx.ds, cfg.genres.lookback_days)
-    weights = ctx.lake.read_pandas("user_genre_weights", ctx.ds)  # the night's published genre truth
+    blocks = UserBlocks(ctx.lake, ctx.ds, cfg.genres.lookback_days, cfg.recommend.user_block_rows, "recommend")
+    try:
+        return _ranked(ctx, blocks)
+    finally:
+        blocks.remove()
+
+
+def _ranked(ctx, blocks: UserBlocks) -> dict:
+    cfg = ctx.cfg
     catalogue = Catalogue.from_lake(ctx.lake, ctx.ds)
-    refit = lambda rc: fit(history, catalogue, weights, rc, cfg.genres, cfg.clean.rating_max)  # noqa: E731
-    model = refit(cfg.recommend)
-    arms = ab.arms(cfg, model, refit)
+    sides: dict = {}  # ab.fit_key -> item side: one per distinct set of fit-time settings
+
+    def item_side(rc):
+        key = ab.fit_key(rc)
+        if key not in sides:
+            sides[key] = fit_items(blocks.frames, catalogue, rc, cfg.genres, cfg.clean.rating_max)
+        return sides[key]
+
+    second, extra = None, {}  # None: the blend ranks (off, or auto found no gain on validation)
+    if cfg.rerank.enabled != "off":  # trained on the first block's users (all of them on a one-block night)
+        second, extra = rerank.night(blocks.frame(0), catalogue, cfg, ctx.run_date, FIRST_STAGE)
+    totals = {"users": 0, "ab": {}, "used": set()}
+    covered = None
+
+    def block_arms():
+        for b in range(blocks.n):
+            history = blocks.frame(b)
+            users = None if blocks.n == 1 else history["user_id"].astype(str).unique()
+            weights = ctx.lake.read_pandas("user_genre_weights", ctx.ds, users=users)  # the night's published genre truth
+            refit = lambda rc: fit_users(item_side(rc), history, weights, rc, cfg.genres, cfg.clean.rating_max)  # noqa: E731
+            model = refit(cfg.recommend)
+            totals["users"] += model.n_users
+            arms = ab.arms(cfg, model, refit)
+            for a in arms:
+                if a.name is not None:
+                    totals["ab"][a.name] = totals["ab"].get(a.name, 0) + len(a.rows)
+            yield history, model, arms
+
     if cfg.recommend.engine == "spark":  # user blocks ranked on the executors, by score_users
-        sdf, done = spark_rank.rank(ctx, [(a.name, a.model, a.rc, a.rows) for a in arms], score_users)
-        try:
-            man = ctx.lake.write_spark("recommendations", ctx.ds, sdf, ctx.manifest(users=model.n_users))
-        finally:
-            done()
-        return {"users": model.n_users, "items": model.n_items, "rows": man["row_count"]}
-    second, extra = (rerank.night(history, catalogue, cfg, ctx.run_date, FIRST_STAGE) if cfg.rerank.enabled != "off"
-                     else (None, {}))  # None: the blend ranks (off, or auto found no gain on validation)
-    parts = [(a, recommend(a.model, a.rc.weights, a.rc.top_n, a.rc.block_users, users=a.rows) if second is None
-              else second.rank(a.model, history, a.rc, a.rows)) for a in arms if a.rows is None or len(a.rows)]
-    frame = pd.concat([recommendations_frame(a.model, t, a.rc, a.name) for a, t in parts],
-                      ignore_index=True)
-    if len(parts) > 1:  # users in model order as without A/B, each list in rank order (stable sort)
-        frame = frame.iloc[np.argsort(np.concatenate([t.users for _, t in parts]), kind="stable")]
-    ctx.lake.write_pandas("recommendations", ctx.ds, frame, ctx.manifest(users=model.n_users))
-    items = np.unique(np.concatenate([t.items for _, t in parts]))
-    return {"users": model.n_users, "items": model.n_items, "rows": len(frame),
-            "catalogue_coverage": float(len(items) / max(model.n_items, 1)),
-            **{f"scorer_{c}": float(any(c in t.weights for _, t in parts)) for c in COMPONENTS},
-            **{f"ab_users_{a.name}": len(a.rows) for a in arms if a.name is not None}, **extra}
+        staged = ctx.lake.staging("recommendations", ctx.ds)
+        for _, model, arms in block_arms():
+            sdf, done = spark_rank.rank(ctx, [(a.name, a.model, a.rc, a.rows) for a in arms], score_users)
+            try:
+                ctx.lake.spark_write("recommendations", sdf, staged, mode="append")
+            finally:
+                done()
+        man = ctx.lake.commit("recommendations", ctx.ds, staged, {"row_count": ctx.lake.count_rows(staged),
+                                                                   **ctx.manifest(users=totals["users"])})
+        return {"users": totals["users"], "items": len(item_side(cfg.recommend).item_ids), "rows": man["row_count"]}
+
+    def frames():
+        nonlocal covered
+        for history, model, arms in block_arms():
+            parts = [(a, recommend(a.model, a.rc.weights, a.rc.top_n, a.rc.block_users, users=a.rows) if second is None
+                      else second.rank(a.model, history, a.rc, a.rows)) for a in arms if a.rows is None or len(a.rows)]
+            if not parts:
+                continue
+            frame = pd.concat([recommendations_frame(a.model, t, a.rc, a.name) for a, t in parts], ignore_index=True)
+            if len(parts) > 1:  # users in model order as without A/B, each list in rank order (stable sort)
+                frame = frame.iloc[np.argsort(np.concatenate([t.users for _, t in parts]), kind="stable")]
+            covered = np.zeros(model.n_items, bool) if covered is None else covered
+            for _, t in parts:
+                covered[t.items] = True
+                totals["used"] |= {c for c in t.weights}
+            yield frame
+
+    man = ctx.lake.write_pandas_parts("recommendations", ctx.ds, frames(), lambda: ctx.manifest(users=totals["users"]))
+    n_items = len(item_side(cfg.recommend).item_ids)
+    return {"users": totals["users"], "items": n_items, "rows": man["row_count"],
+            "catalogue_coverage": float(0 if covered is None else covered.sum()) / max(n_items, 1),
+            **{f"scorer_{c}": float(c in totals["used"]) for c in COMPONENTS},
+            **{f"ab_users_{name}": n for name, n in totals["ab"].items()}, **extra}

@@ -15,10 +15,11 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -200,12 +201,21 @@ class Lake:
             raise FileNotFoundError(f"table {table} has no committed partition ds={ds} under {self.root}")
         return self.partition(table, ds)
 
-    def read_pandas(self, table: str, ds: dt.date | str, columns: Optional[list[str]] = None) -> pd.DataFrame:
+    def read_pandas(self, table: str, ds: dt.date | str, columns: Optional[list[str]] = None,
+                    users: Optional[Iterable[str]] = None) -> pd.DataFrame:
+        """A committed partition; only the rows of `users` (by user_id) when given."""
+        data = self._dataset(table, ds)
+        where = None if users is None else pc.field("user_id").isin(pa.array(list(users), pa.string()))
+        return data.to_table(columns=columns, filter=where).to_pandas()
+
+    def read_batches(self, table: str, ds: dt.date | str, batch_rows: int = 1 << 20) -> Iterator[pa.RecordBatch]:
+        """A committed partition as record batches: memory for one batch, not the partition."""
+        return self._dataset(table, ds).to_batches(batch_size=batch_rows)
+
+    def _dataset(self, table: str, ds: dt.date | str) -> pads.Dataset:
         path = self.require(table, ds)
         self._record_read(table, ds)
-        data = pads.dataset(path, filesystem=self.fs, format="parquet", schema=schema(table),
-                            exclude_invalid_files=False)
-        return data.to_table(columns=columns).to_pandas()
+        return pads.dataset(path, filesystem=self.fs, format="parquet", schema=schema(table), exclude_invalid_files=False)
 
     def spark_paths(self, table: str, dates: Iterable[str]) -> list[str]:
         dates = list(dates)
@@ -263,14 +273,25 @@ class Lake:
 
     def write_pandas(self, table: str, ds: dt.date | str, df: pd.DataFrame, manifest: dict) -> dict:
         """Validate the frame against the table schema, write it as one partition, commit."""
+        return self.write_pandas_parts(table, ds, [df], lambda: manifest)
+
+    def write_pandas_parts(self, table: str, ds: dt.date | str, frames: Iterable[pd.DataFrame],
+                           manifest: Callable[[], dict]) -> dict:
+        """`write_pandas` for a partition produced a part at a time (one file each, memory for one):
+        nothing is visible until the last part is written and `manifest()` (called then) committed."""
         contract = schema(table)
-        missing = [c for c in contract.names if c not in df.columns]
-        if missing:
-            raise ValueError(f"{table}: frame lacks columns {missing}")
-        arrow = pa.Table.from_pandas(df[contract.names], schema=contract, preserve_index=False)
-        staged = self.staging(table, ds)
-        pq.write_table(arrow, f"{staged}/part-00000.parquet", filesystem=self.fs)
-        return self.commit(table, ds, staged, {"row_count": arrow.num_rows, **manifest})
+        staged, rows, n = self.staging(table, ds), 0, 0
+        for df in frames:
+            missing = [c for c in contract.names if c not in df.columns]
+            if missing:
+                raise ValueError(f"{table}: frame lacks columns {missing}")
+            arrow = pa.Table.from_pandas(df[contract.names], schema=contract, preserve_index=False)
+            if arrow.num_rows or not n:  # an empty partition still gets its (empty) file
+                pq.write_table(arrow, f"{staged}/part-{n:05d}.parquet", filesystem=self.fs)
+                n, rows = n + 1, rows + arrow.num_rows
+        if not n:
+            self.write_empty(table, staged)
+        return self.commit(table, ds, staged, {"row_count": rows, **manifest()})
 
     def write_spark(self, table: str, ds: dt.date | str, sdf, manifest: dict) -> dict:
         """Write a Spark DataFrame (columns cast to the contract) as one partition, commit."""
@@ -278,8 +299,8 @@ class Lake:
         self.spark_write(table, sdf, staged)
         return self.commit(table, ds, staged, {"row_count": self.count_rows(staged), **manifest})
 
-    def spark_write(self, table: str, sdf, staged: str, partition_by: Optional[str] = None) -> None:
-        writer = to_contract(sdf, table, keep=(partition_by,) if partition_by else ()).write.mode("overwrite")
+    def spark_write(self, table: str, sdf, staged: str, partition_by: Optional[str] = None, mode: str = "overwrite") -> None:
+        writer = to_contract(sdf, table, keep=(partition_by,) if partition_by else ()).write.mode(mode)
         if partition_by:
             writer = writer.partitionBy(partition_by)
         writer.parquet(self._spark_uri(staged))
@@ -326,6 +347,11 @@ def read_history_pandas(lake: Lake, up_to: dt.date | str, lookback_days: Optiona
     """Every clean interaction known on night `up_to`: the union of committed interactions_clean
     partitions, without repeats (a snapshot source commits its whole history in each partition)."""
     frames = [lake.read_pandas("interactions_clean", d) for d in history_dates(lake, "interactions_clean", up_to, lookback_days)]
+    return history_frame(frames)
+
+
+def history_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """interactions_clean rows of several partitions as one history: without repeats, in time order."""
     if not frames:
         return schema("interactions_clean").empty_table().to_pandas()
     df = pd.concat(frames, ignore_index=True).drop_duplicates(["user_id", "item_id", "event", "ts"])

@@ -354,3 +354,37 @@ def test_cold_items_protocol_ranks_only_held_out_items():
     # the labels scorer sees through the uniform "predictions": it ranks the users' genres first
     assert models["genre-labels"]["ndcg@5"] > models["genre"]["ndcg@5"]
     assert models["genre-labels"]["ndcg@5"] > models["random"]["ndcg@5"]
+
+
+@pytest.mark.parametrize("sets", [[], ["recommend.cf_max_items=10"], ["recommend.genre_scorer=popularity"],
+                                  ["recommend.cf_rating_power=1", "recommend.cf_recency_half_life=3"]])
+def test_fit_in_user_blocks_equals_one_fit(sets):
+    """fit_items over user blocks, then fit_users per block: each user's scores and list as one fit on
+    everything gives (EASE, the kNN past cf_max_items, rating and recency inputs, the genre forms)."""
+    from genre_lib.user_blocks import block_of
+
+    cfg = load_config(None, ["recommend.weights.genre=1", "recommend.weights.content=0.5", "recommend.weights.cf=2",
+                             "recommend.weights.popularity=0.3", *sets])
+    rc, gc = cfg.recommend, cfg.genres
+    inter, items, scores, emb = tiny_data()
+    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
+    weights = genre_weights(inter, cat, gc, None)
+    whole = rec.fit(inter, cat, weights, rc, gc, cfg.clean.rating_max)
+    block = block_of(inter["user_id"], 3)
+    parts = [inter[block == b] for b in range(3)]
+    assert all(len(p) for p in parts)
+    side = rec.fit_items(lambda: iter(parts), cat, rc, gc, cfg.clean.rating_max)
+    assert side.n_users == 0 and (side.knn is not None) == bool(sets and "cf_max_items" in sets[0])
+    np.testing.assert_array_equal(side.popularity, whole.popularity)
+    np.testing.assert_array_equal(side.item_users, np.asarray(whole.seen.sum(0)).ravel())
+    for b, part in enumerate(parts):
+        m = rec.fit_users(side, part, weights, rc, gc, cfg.clean.rating_max)
+        rows = pd.Index(whole.user_ids).get_indexer(m.user_ids)
+        assert m.n_users == part["user_id"].nunique() and (rows >= 0).all()
+        for c in ("genre", "content", "cf", "popularity"):
+            np.testing.assert_allclose(rec.component_block(m, c, np.arange(m.n_users)).numpy(),
+                                       rec.component_block(whole, c, rows).numpy(), rtol=1e-5, atol=1e-5, err_msg=c)
+        got, want = rec.recommend(m, rc.weights, 5, 7), rec.recommend(whole, rc.weights, 5, 7, users=rows)
+        np.testing.assert_array_equal(m.item_ids[got.items], whole.item_ids[want.items])
+        np.testing.assert_array_equal(m.user_ids[got.users], whole.user_ids[want.users])
+        np.testing.assert_allclose(got.score, want.score, rtol=1e-5, atol=1e-5)

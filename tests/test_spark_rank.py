@@ -32,7 +32,7 @@ def ranked(cfg, spark) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("ab", [False, True])
-def test_spark_engine_equals_local(tmp_path, spark, ab):
+def test_spark_engine_equals_local(tmp_path, spark, ab, monkeypatch):
     night(tmp_path / "lake")
     sets = [f"lake.root={tmp_path}/lake", "recommend.block_users=7"]  # several blocks, a ragged last one
     if ab:
@@ -48,6 +48,20 @@ def test_spark_engine_equals_local(tmp_path, spark, ab):
     if ab:
         assert set(remote["variant"]) == {"a", "b"}
     assert not list((tmp_path / "lake" / "_artifacts" / "recommend").rglob("*.pkl"))  # removed after commit
+
+    # past user_block_rows (1,500 rows, 500 a block: three blocks of users), both engines: the same table
+    fitted = []
+    fit_users = recommend.fit_users
+    monkeypatch.setattr(recommend, "fit_users", lambda items, df, *a: fitted.append(set(df["user_id"])) or fit_users(items, df, *a))
+    for engine in ("local", "spark"):
+        fitted.clear()
+        got = ranked(load_config("configs/default.yaml", [*sets, "recommend.user_block_rows=500",
+                                                          f"recommend.engine={engine}"]), spark)
+        pd.testing.assert_frame_equal(got[text], local[text])
+        np.testing.assert_allclose(got[floats].to_numpy(float), local[floats].to_numpy(float), rtol=1e-5, atol=1e-5)
+        blocks = list({frozenset(u) for u in fitted})  # an A/B refit fits a block's users again
+        assert len(blocks) == 3 and sum(map(len, blocks)) == 40
+    assert not [p for p in (tmp_path / "lake" / "_artifacts").rglob("*") if p.is_file()]  # scratch removed
 
 
 def test_evaluate_spark_engine_equals_local(tmp_path, spark):
