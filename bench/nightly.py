@@ -34,6 +34,9 @@ SHAPES = {  # users, items, interactions (MovieLens releases' sizes)
     "ml-1m": (6_040, 3_706, 1_000_209),
     "ml-20m": (138_493, 26_744, 20_000_263),
     "ml-25m": (162_541, 62_423, 25_000_095),
+    # bench/block_memory.py: one catalogue, 4x the users and interactions
+    "users-1x": (20_000, 5_000, 2_000_000),
+    "users-4x": (80_000, 5_000, 8_000_000),
 }
 
 

@@ -18,10 +18,10 @@ from genre_lib import rerank, spark_rank
 from genre_lib.catalogue import Catalogue
 from genre_lib.datasets.source import source_for
 from genre_lib.metrics import METRICS, ranking_metrics, spark_ranking_metrics
-from genre_lib.genres import item_genres_pandas, user_genre_weights_pandas
+from genre_lib.genres import genre_totals, genre_weights, item_genres_pandas  # noqa: F401  (evaluate.genre_weights in tests)
 from genre_lib.html_report import log_report
-from genre_lib.splits import cold_item_split, new_items, split
-from genre_lib.tables import read_history_pandas
+from genre_lib.splits import cold_item_split, cold_items, new_items, split
+from genre_lib.user_blocks import UserBlocks
 
 
 def model_variants(weights: dict, available: dict) -> dict[str, dict]:
@@ -39,14 +39,36 @@ def model_variants(weights: dict, available: dict) -> dict[str, dict]:
     return variants
 
 
-def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genres: Optional[pd.DataFrame] = None,
-             spark=None, run_date: Optional[dt.date] = None,
-             rescore: Optional[Callable[[np.ndarray], pd.DataFrame]] = None,
-             rank_remote: Optional[Callable] = None, to_spark: Optional[Callable] = None) -> dict:
+class _OneBlock:
+    """A history in memory as one block (the UserBlocks interface: n, frame(b))."""
+    n = 1
+
+    def __init__(self, frame: pd.DataFrame):
+        self._frame = frame
+
+    def frame(self, b: int) -> pd.DataFrame:
+        return self._frame
+
+
+def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, **kw) -> dict:
+    """evaluate_blocks on `interactions` as one block of users."""
+    return evaluate_blocks(_OneBlock(interactions), catalogue, cfg, **kw)
+
+
+def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[pd.DataFrame] = None,
+                    spark=None, run_date: Optional[dt.date] = None,
+                    rescore: Optional[Callable[[np.ndarray], pd.DataFrame]] = None,
+                    rank_remote: Optional[Callable] = None, scratch: Optional["Scratch"] = None) -> dict:
     """Split by cfg.eval.protocol, fit every scorer on the training split only (the genre weights
     with genres.py's numpy twin, anchored at `run_date`, default the last interaction's day), rank
     every variant for the test users with training items removed, score with the Spark metrics
     when `spark` is given (else the numpy reference). Returns the metrics.json payload.
+
+    `blocks` (n, frame(b)) holds the history in blocks of users (user_blocks.py): each protocol splits
+    a user's rows alone (stratified splits each block's items), so the night splits block by block;
+    the item side is fit over every block's training rows, then each block's users are fit, ranked
+    and their rows handed on (to `scratch`'s parquet files with Spark), one block in memory at a time.
+    The re-ranker's trees and the A/B intervals are trained on the first block's users.
 
     cold_items: `rescore(cold ids)` gives item_genre_scores from a classifier that never saw the
     cold items' labels; every variant ranks the cold items only, beside a seeded `random` and
@@ -54,96 +76,152 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, *, item_genr
 
     `rank_remote(model, variants, users, candidates, k) -> (Spark frame of (variant, user_id, item_id,
     rank), done)` ranks the variants elsewhere (recommend.engine=spark: `spark_variants`)."""
-    ec, k = cfg.eval, cfg.eval.k
-    cold = None
+    ec, k, rc, gc = cfg.eval, cfg.eval.k, cfg.recommend, cfg.genres
+    if blocks.n > 1 and run_date is None:
+        raise ValueError("evaluate in blocks needs the run date (the genre weights' decay anchor)")
+    cold = labels = None
     if ec.protocol == "cold_items":
-        train, test, cold = cold_item_split(interactions, ec.cold_item_share, ec.seed)
         if rescore is None:
             raise ValueError("eval.protocol=cold_items needs the classifier rescored without the cold items' labels")
+        seen_items = np.unique(np.concatenate([blocks.frame(b)["item_id"].astype(str).unique() for b in range(blocks.n)]))
+        cold = cold_items(seen_items, ec.cold_item_share, ec.seed)  # the hash rule cold_item_split applies per block
         labels = None if catalogue.items is None else item_genres_pandas(catalogue.items, "full").rename(
             columns={"score": "probability"})  # the true labels, 1 per (item, genre)
         catalogue = replace(catalogue, item_genre_scores=rescore(cold))
-    else:
-        train, test = split(interactions, ec.protocol, ec.holdout_share, ec.seed)
-    model = rec.fit(train, catalogue, genre_weights(train, catalogue, cfg.genres, run_date), cfg.recommend,
-                    cfg.genres, cfg.clean.rating_max)
-    held = test  # as split: A/B folds train on other users' held-out rows, repeats included
-    test = new_items(test, train)  # a no-op for ML-100k, where each user rates an item once
-    users = np.flatnonzero(pd.Index(model.user_ids).isin(test["user_id"].unique()))
+
+    def split_block(b: int) -> tuple[pd.DataFrame, pd.DataFrame]:  # (train, held-out) of block b, deterministic
+        df = blocks.frame(b)
+        return cold_item_split(df, ec.cold_item_share, ec.seed)[:2] if cold is not None else split(
+            df, ec.protocol, ec.holdout_share, ec.seed)
+
+    if blocks.n == 1:
+        one = split_block(0)
+        split_block = lambda b: one  # noqa: E731  (split once)
+    memberships = None if catalogue.items is None else item_genres_pandas(catalogue.items, gc.multi_genre)
+    totals = None  # the shrinkage prior over every block's training rows
+    if blocks.n > 1 and gc.shrinkage > 0 and memberships is not None:
+        for b in range(blocks.n):
+            t = genre_totals(split_block(b)[0], memberships, gc, run_date)
+            totals = t if totals is None else totals.add(t, fill_value=0.0)
+
+    def weights_of(train: pd.DataFrame) -> Optional[pd.DataFrame]:
+        return genre_weights(train, catalogue, gc, run_date, totals)
+
+    side = rec.fit_items(lambda: (split_block(b)[0] for b in range(blocks.n)), catalogue, rc, gc, cfg.clean.rating_max)
     if item_genres is None and catalogue.item_genre_scores is not None:
         item_genres = catalogue.item_genre_scores.rename(columns={"probability": "score"})
-    item_users = pd.DataFrame({"item_id": model.item_ids, "users": np.asarray(model.seen.sum(0)).ravel()})
-    candidates = None if cold is None else np.flatnonzero(pd.Index(model.item_ids).isin(set(cold)))
-    extra = dict(n_catalogue=model.n_items if cold is None else len(candidates), n_train_users=model.n_users)
-
-    weights = cfg.recommend.weights.model_dump()
-    variants = model_variants(weights, model.available)
+    item_users = pd.DataFrame({"item_id": side.item_ids, "users": side.item_users})
+    candidates = None if cold is None else np.flatnonzero(pd.Index(side.item_ids).isin(set(cold)))
+    variants = model_variants(rc.weights.model_dump(), side.available)
     if cold is not None:  # the ablations are moot where cf and popularity are blind
         variants = {n: w for n, w in variants.items() if not n.startswith("blend-")}
-    ranked, remote, remote_names, done = {}, None, set(), (lambda: None)
-    if rank_remote is not None:  # recommend.engine=spark: the variants ranked on the executors
-        remote, done = rank_remote(model, variants, users, candidates, k)
-        remote_names = set(variants)
-    else:
-        ranked = {name: (model, top) for name, top in rec.recommend_many(
-            model, variants, k, cfg.recommend.block_users, users=users, candidates=candidates).items()}
-    s_truth = None  # the test split cached in Spark
-    try:  # `done` removes what rank_remote left in the lake, whatever happens next
-        if cold is not None:
-            if model.available.get("genre") and labels is not None:
-                s, has, _ = rec.item_genre_matrix(labels, model.item_ids, cfg.recommend.gamma, model.genres)
-                truth = replace(model, item_genre=s, item_has_genre=has)
-                ranked["genre-labels"] = (truth, rec.recommend(truth, {"genre": 1.0}, k, cfg.recommend.block_users,
-                                                               users=users, candidates=candidates))
-                variants["genre-labels"] = {"genre": 1.0}
-            variants["random"] = {}
-        # the learned second stage, trained on a split of `train` only; auto may drop it (decision recorded)
-        reranked, decision = ({}, None) if cold is not None or cfg.rerank.enabled == "off" else rerank.evaluation(
-            train, catalogue, cfg, run_date, rec.FIRST_STAGE, model, users)
-        variants.update({name: dict(variants["blend"]) for name in reranked})  # what it re-orders: the blend's top M
-        local = {}  # variant -> (user_id, item_id, rank) frame ranked here
-        for name in variants:
-            if name in remote_names:
-                continue
-            if name in reranked:
-                local[name] = reranked[name]
-            elif name == "random":
-                local[name] = random_recs(model.user_ids[users], model.item_ids[candidates], k, ec.seed)
-            else:
-                m, top = ranked[name]
-                local[name] = pd.DataFrame({"user_id": m.user_ids[top.users], "item_id": m.item_ids[top.items],
-                                            "rank": top.rank})
-        if spark is None:
-            models = {name: ranking_metrics(test, local[name], k, item_genres=item_genres, item_users=item_users, **extra)
-                      for name in variants}
-        else:  # one variant's rows at a time: the driver's heap holds one copy, not every variant's (ML-25M)
-            from pyspark.sql import functions as F
+        if side.available.get("genre") and labels is not None:
+            variants["genre-labels"] = {"genre": 1.0}
+        variants["random"] = {}
 
-            to_spark = to_spark or (lambda frame, _name: spark.createDataFrame(frame))
-            s_truth = to_spark(test[["user_id", "item_id"]], "truth").cache()
-            s_users = to_spark(item_users, "item_users")
-            s_genres = None if item_genres is None else to_spark(item_genres[["item_id", "genre", "score"]], "item_genres")
-            models = {}
-            for name in variants:
-                recs = (remote.where(F.col("variant") == name).drop("variant") if name in remote_names
-                        else to_spark(local[name], f"variant-{name}"))
-                models[name] = spark_ranking_metrics(s_truth, recs, k, item_users=s_users, item_genres=s_genres, **extra)
+    rows: dict = {}  # variant (or "truth") -> parts of the rows the metrics read
+    remote, dones = [], []
+    first_block = None  # (train, held, model): what the A/B intervals are measured on
+    counts = {"train_rows": 0, "test_rows": 0, "n_train_users": 0}
+    decision = None
+    try:  # `dones` remove what rank_remote left in the lake, whatever happens next
+        # the learned second stage, trained on a split of the first block's training rows; auto may drop it
+        rankers = {}
+        if cold is None and cfg.rerank.enabled != "off":
+            rankers, decision = rerank.evaluation_fit(split_block(0)[0], catalogue, cfg, run_date, rec.FIRST_STAGE)
+        variants.update({name: dict(variants["blend"]) for name in rankers})  # what it re-orders: the blend's top M
+
+        def keep(name: str, frame: pd.DataFrame, b: int) -> None:  # name: "truth" or "variant-<variant>"
+            if scratch is not None and spark is not None:
+                scratch.frame(frame, name, part=b)
+            else:
+                rows.setdefault(name, []).append(frame)
+
+        for b in range(blocks.n):
+            train, held = split_block(b)
+            model = rec.fit_users(side, train, weights_of(train), rc, gc, cfg.clean.rating_max)
+            if b == 0:
+                first_block = (train, held, model)
+            test = new_items(held, train)  # a no-op for ML-100k, where each user rates an item once
+            users = np.flatnonzero(pd.Index(model.user_ids).isin(test["user_id"].unique()))
+            counts["train_rows"] += len(train)
+            counts["test_rows"] += len(test)
+            counts["n_train_users"] += model.n_users
+            keep("truth", test[["user_id", "item_id"]], b)
+            ranked = {}
+            plain = {n: w for n, w in variants.items() if n not in rankers and n not in ("genre-labels", "random")}
+            if rank_remote is not None:  # recommend.engine=spark: the variants ranked on the executors
+                frame, done = rank_remote(model, plain, users, candidates, k)
+                remote.append(frame)
+                dones.append(done)
+            else:
+                ranked = {name: (model, top) for name, top in rec.recommend_many(
+                    model, plain, k, rc.block_users, users=users, candidates=candidates).items()}
+            if "genre-labels" in variants:
+                s, has, _ = rec.item_genre_matrix(labels, model.item_ids, rc.gamma, model.genres)
+                truth = replace(model, item_genre=s, item_has_genre=has)
+                ranked["genre-labels"] = (truth, rec.recommend(truth, {"genre": 1.0}, k, rc.block_users,
+                                                               users=users, candidates=candidates))
+            if "random" in variants:
+                keep("variant-random", random_recs(model.user_ids[users], model.item_ids[candidates], k, ec.seed + b), b)
+            for name, frame in rerank.evaluation_rank(rankers, model, train, users, cfg, rec.FIRST_STAGE).items():
+                keep(f"variant-{name}", frame, b)
+            for name, (m, top) in ranked.items():
+                keep(f"variant-{name}", pd.DataFrame({"user_id": m.user_ids[top.users], "item_id": m.item_ids[top.items],
+                                         "rank": top.rank}), b)
+            del model, ranked, train, held, test
+        extra = dict(n_catalogue=side.n_items if cold is None else len(candidates), n_train_users=counts["n_train_users"])
+        models = _scored(variants, rows, remote, scratch, spark, k, item_genres, item_users, extra)
     finally:
-        done()
-        if s_truth is not None:
-            s_truth.unpersist()
+        for done in dones:
+            done()
     # models holds metric values only, so a reader can iterate them; each variant's blend weights sit apart
-    payload = {"primary": "rerank" if "rerank" in reranked else "blend", "protocol": ec.protocol, "k": k,
-               "variants": variants, "train_rows": int(len(train)), "test_rows": int(len(test)), "models": models}
+    payload = {"primary": "rerank" if "rerank" in rankers else "blend", "protocol": ec.protocol, "k": k,
+               "variants": variants, "train_rows": counts["train_rows"], "test_rows": counts["test_rows"], "models": models}
+    if blocks.n > 1:
+        payload["user_blocks"] = blocks.n
     if decision is not None:
         payload["rerank_decision"] = decision
     if cold is not None:
         payload["cold_items"] = int(len(candidates))
     if cfg.ab.variants:  # each A/B variant on its own test users, with intervals (genre_lib/ab_eval.py)
-        fit = lambda rows, rc: rec.fit(rows, catalogue, genre_weights(rows, catalogue, cfg.genres, run_date), rc,  # noqa: E731
-                                       cfg.genres, cfg.clean.rating_max)
-        payload["variants_ab"] = ab_eval.variants_ab(train, held, cfg, fit, model, cold)
+        fit = lambda rows, rc: rec.fit(rows, catalogue, weights_of(rows), rc, gc, cfg.clean.rating_max)  # noqa: E731
+        train, held, model = first_block
+        payload["variants_ab"] = ab_eval.variants_ab(train, held, cfg, fit, model if blocks.n == 1 else None, cold)
     return payload
+
+
+def _scored(variants: dict, rows: dict, remote: list, scratch, spark, k: int, item_genres, item_users, extra) -> dict:
+    """Each variant's metrics from its ranked rows (held in `rows`, or in `scratch`'s parquet files, or
+    in the `remote` Spark frames), numpy's reference without Spark."""
+    if spark is None:
+        test = pd.concat(rows["truth"], ignore_index=True)
+        return {name: ranking_metrics(test, pd.concat(rows[f"variant-{name}"], ignore_index=True), k, item_genres=item_genres,
+                                      item_users=item_users, **extra) for name in variants}
+    from functools import reduce
+
+    from pyspark.sql import DataFrame, functions as F
+
+    def to_spark(frame_or_name, name):  # one variant's rows at a time: the driver's heap holds one copy
+        if scratch is not None:
+            return scratch.frame(frame_or_name, name) if isinstance(frame_or_name, pd.DataFrame) else scratch.read(name)
+        frame = frame_or_name if isinstance(frame_or_name, pd.DataFrame) else pd.concat(rows[name], ignore_index=True)
+        return spark.createDataFrame(frame)
+
+    s_truth = to_spark("truth", "truth").cache()
+    try:
+        s_users = to_spark(item_users, "item_users")
+        s_genres = None if item_genres is None else to_spark(item_genres[["item_id", "genre", "score"]], "item_genres")
+        ranked_remote = reduce(DataFrame.unionByName, remote) if remote else None
+        models = {}
+        for name in variants:
+            key = f"variant-{name}"
+            local = scratch.has(key) if scratch is not None else key in rows
+            recs = (to_spark(key, key) if local else ranked_remote.where(F.col("variant") == name).drop("variant"))
+            models[name] = spark_ranking_metrics(s_truth, recs, k, item_users=s_users, item_genres=s_genres, **extra)
+        return models
+    finally:
+        s_truth.unpersist()
 
 
 RANKED = "variant string, user_id string, item_id string, rank int"
@@ -178,23 +256,32 @@ def spark_variants(ctx) -> Callable:
 class Scratch:
     """evaluate's scratch space in the lake, `_artifacts/evaluate/ds=<D>/<uuid>/`, removed by `remove`.
     `frame` hands a pandas frame to Spark as a parquet file there: createDataFrame would keep every row
-    in the driver's JVM heap (at ML-25M shape the test split and a variant's rows ran 2 GB out)."""
+    in the driver's JVM heap (at ML-25M shape the test split and a variant's rows ran 2 GB out); a
+    name's `part`s (one per block of users) are files of one folder, `read` as one frame."""
 
     def __init__(self, ctx):
         self.lake, self.spark = ctx.lake, ctx.spark
         self.parts = ("_artifacts", "evaluate", f"ds={ctx.ds}", uuid.uuid4().hex)
+        self.names: set[str] = set()
 
     def uri(self, name: str) -> str:
         return self.lake.uri(*self.parts, name)
 
-    def frame(self, frame: pd.DataFrame, name: str):
+    def frame(self, frame: pd.DataFrame, name: str, part: int = 0):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         folder = self.lake.path(*self.parts, name)
         self.lake.fs.create_dir(folder, recursive=True)
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), f"{folder}/part-00000.parquet",
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), f"{folder}/part-{part:05d}.parquet",
                        filesystem=self.lake.fs)
+        self.names.add(name)
+        return self.read(name)
+
+    def has(self, name: str) -> bool:
+        return name in self.names
+
+    def read(self, name: str):
         return self.spark.read.parquet(self.uri(name))
 
     def remove(self) -> None:
@@ -202,16 +289,6 @@ class Scratch:
 
         if self.lake.fs.get_file_info(self.lake.path(*self.parts)).type != fs.FileType.NotFound:
             self.lake.fs.delete_dir(self.lake.path(*self.parts))
-
-
-def genre_weights(train: pd.DataFrame, catalogue: Catalogue, gc, run_date: Optional[dt.date]) -> Optional[pd.DataFrame]:
-    """user_genre_weights of a training split, by the rule the genres stage publishes with."""
-    if catalogue.items is None or train.empty:
-        return None
-    if run_date is None:
-        run_date = pd.to_datetime(train["ts"], utc=True).max().date() if "ts" in train else dt.date.today()
-    memberships = item_genres_pandas(catalogue.items, gc.multi_genre)
-    return user_genre_weights_pandas(train, memberships, gc, run_date)
 
 
 def random_recs(user_ids: np.ndarray, item_ids: np.ndarray, k: int, seed: int) -> pd.DataFrame:
@@ -279,20 +356,31 @@ def rescore_hiding_labels(ctx, hidden: set) -> pd.DataFrame:
     return score_items(data, predict_proba(result.model, result.inputs))
 
 
+class _InSourceOrder:
+    """Blocks whose rows come in a published split's order (the stratified protocol's draw)."""
+
+    def __init__(self, blocks, source):
+        self.blocks, self.source, self.n = blocks, source, blocks.n
+
+    def frame(self, b: int) -> pd.DataFrame:
+        return self.source.source_order(self.blocks.frame(b))
+
+
 def run(ctx) -> dict:
-    history = read_history_pandas(ctx.lake, ctx.ds, ctx.cfg.genres.lookback_days)
-    if ctx.cfg.eval.protocol == "stratified":
-        history = source_for(ctx.cfg).source_order(history)  # a published split's row order
+    cfg = ctx.cfg
+    blocks = UserBlocks(ctx.lake, ctx.ds, cfg.genres.lookback_days, cfg.recommend.user_block_rows, "evaluate")
+    history = _InSourceOrder(blocks, source_for(cfg)) if cfg.eval.protocol == "stratified" else blocks
     catalogue = Catalogue.from_lake(ctx.lake, ctx.ds)
     genres_ds = ctx.lake.latest("item_genres", ctx.ds)
     item_genres = ctx.lake.read_pandas("item_genres", genres_ds) if genres_ds else None
-    rescore = (lambda cold: rescore_hiding_labels(ctx, set(cold))) if ctx.cfg.eval.protocol == "cold_items" else None
-    remote = spark_variants(ctx) if ctx.cfg.recommend.engine == "spark" else None
+    rescore = (lambda cold: rescore_hiding_labels(ctx, set(cold))) if cfg.eval.protocol == "cold_items" else None
+    remote = spark_variants(ctx) if cfg.recommend.engine == "spark" else None
     scratch = Scratch(ctx)
     try:
-        payload = evaluate(history, catalogue, ctx.cfg, item_genres=item_genres, spark=ctx.spark,
-                           run_date=ctx.run_date, rescore=rescore, rank_remote=remote, to_spark=scratch.frame)
+        payload = evaluate_blocks(history, catalogue, cfg, item_genres=item_genres, spark=ctx.spark, run_date=ctx.run_date,
+                                  rescore=rescore, rank_remote=remote, scratch=scratch)
     finally:
         scratch.remove()
+        blocks.remove()
     ctx.lake.write_json("evaluation", ctx.ds, "metrics.json", payload, ctx.manifest())
     return log_to_mlflow(payload)

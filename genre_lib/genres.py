@@ -8,6 +8,7 @@ weights are smoothed towards the global genre distribution p_c: (f(u,c) + m p_c)
 from __future__ import annotations
 
 import datetime as dt
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -80,6 +81,18 @@ def user_genre_weights(history, item_genres_sdf, cfg: GenresConfig, run_date: dt
 
 
 # --- the numpy twin: the same rule on pandas frames, for stages that refit on a split ---------------
+def genre_weights(train: pd.DataFrame, catalogue, gc: GenresConfig, run_date: Optional[dt.date],
+                  totals: Optional[pd.Series] = None) -> Optional[pd.DataFrame]:
+    """user_genre_weights of a training split, by the rule the genres stage publishes with (`totals`:
+    the shrinkage prior's genre sums over every block of the split, user_genre_weights_pandas)."""
+    if catalogue.items is None or train.empty:
+        return None
+    if run_date is None:
+        run_date = pd.to_datetime(train["ts"], utc=True).max().date() if "ts" in train else dt.date.today()
+    memberships = item_genres_pandas(catalogue.items, gc.multi_genre)
+    return user_genre_weights_pandas(train, memberships, gc, run_date, totals)
+
+
 def item_genres_pandas(items: pd.DataFrame, multi_genre: str) -> pd.DataFrame:
     """`item_genres` of items_clean rows (item_id, genres), as `item_genres` computes it in Spark."""
     rows = items[["item_id", "genres"]].explode("genres").dropna(subset=["genres"])
@@ -90,10 +103,36 @@ def item_genres_pandas(items: pd.DataFrame, multi_genre: str) -> pd.DataFrame:
 
 
 def user_genre_weights_pandas(history: pd.DataFrame, item_genres_df: pd.DataFrame, cfg: GenresConfig,
-                              run_date: dt.date) -> pd.DataFrame:
+                              run_date: dt.date, totals: pd.Series | None = None) -> pd.DataFrame:
     """`user_genre_weights` rows, equal to the Spark result on the same input (tests/test_genres.py).
     The join and the sum are one sparse product, users x items times items x genres, so memory grows
-    with the interactions' codes and users x genres, not with interactions x genres as a merge would."""
+    with the interactions' codes and users x genres, not with interactions x genres as a merge would.
+    `totals`: sum_u f(u,c) per genre over a larger history that this one's users are a block of (the
+    shrinkage prior is that history's mix: genre_totals summed over the blocks); default this one's."""
+    f = _genre_counts(history, item_genres_df, cfg, run_date)
+    if cfg.shrinkage > 0:
+        g = f.groupby("genre")["count"].sum() if totals is None else totals
+        prior = (g / g.sum()) if g.sum() > 0 else g.iloc[:0]
+        grid = pd.MultiIndex.from_product([f["user_id"].unique(), prior.index], names=["user_id", "genre"])
+        f = f.set_index(["user_id", "genre"]).reindex(grid, fill_value=0.0).reset_index()
+        den = f.groupby("user_id")["count"].transform("sum") + cfg.shrinkage
+        num = f["count"] + cfg.shrinkage * f["genre"].map(prior)
+    else:
+        den, num = f.groupby("user_id")["count"].transform("sum"), f["count"]
+    f["weight"] = np.where(den > 0, num / den.where(den > 0, 1.0), np.nan)
+    out = f[f["weight"] > 0].sort_values(["user_id", "weight", "genre"], ascending=[True, False, True])
+    out = out.assign(rank=out.groupby("user_id").cumcount().astype("int32") + 1)
+    return out[["user_id", "genre", "count", "weight", "rank"]].reset_index(drop=True)
+
+
+def genre_totals(history: pd.DataFrame, item_genres_df: pd.DataFrame, cfg: GenresConfig, run_date: dt.date) -> pd.Series:
+    """sum_u f(u,c) per genre of `history`: what user_genre_weights_pandas's `totals` sums over blocks."""
+    return _genre_counts(history, item_genres_df, cfg, run_date).groupby("genre")["count"].sum()
+
+
+def _genre_counts(history: pd.DataFrame, item_genres_df: pd.DataFrame, cfg: GenresConfig,
+                  run_date: dt.date) -> pd.DataFrame:
+    """f(u,c) as (user_id, genre, count) rows: one per pair the join yields, a zero sum included."""
     h = history[history["user_id"].notna()]
     u, users = pd.factorize(h["user_id"].astype(str))
     if cfg.min_interactions > 1:
@@ -118,21 +157,8 @@ def user_genre_weights_pandas(history: pd.DataFrame, item_genres_df: pd.DataFram
     counts = (vals @ scores).toarray()
     ones = lambda m: sp.csr_matrix((np.ones(m.nnz), m.indices, m.indptr), shape=m.shape)  # noqa: E731
     uu, gg = np.nonzero((ones(vals) @ ones(scores)).toarray())  # the pairs the join yields, a 0 sum included
-    f = pd.DataFrame({"user_id": np.asarray(users, dtype=object)[uu], "genre": np.asarray(genre_names, dtype=object)[gg],
-                      "count": counts[uu, gg]})
-    if cfg.shrinkage > 0:
-        g = f.groupby("genre")["count"].sum()
-        prior = (g / g.sum()) if g.sum() > 0 else g.iloc[:0]
-        grid = pd.MultiIndex.from_product([f["user_id"].unique(), prior.index], names=["user_id", "genre"])
-        f = f.set_index(["user_id", "genre"]).reindex(grid, fill_value=0.0).reset_index()
-        den = f.groupby("user_id")["count"].transform("sum") + cfg.shrinkage
-        num = f["count"] + cfg.shrinkage * f["genre"].map(prior)
-    else:
-        den, num = f.groupby("user_id")["count"].transform("sum"), f["count"]
-    f["weight"] = np.where(den > 0, num / den.where(den > 0, 1.0), np.nan)
-    out = f[f["weight"] > 0].sort_values(["user_id", "weight", "genre"], ascending=[True, False, True])
-    out = out.assign(rank=out.groupby("user_id").cumcount().astype("int32") + 1)
-    return out[["user_id", "genre", "count", "weight", "rank"]].reset_index(drop=True)
+    return pd.DataFrame({"user_id": np.asarray(users, dtype=object)[uu], "genre": np.asarray(genre_names, dtype=object)[gg],
+                         "count": counts[uu, gg]})
 
 
 def read_history(spark, lake: Lake, run_date: dt.date, lookback_days: int | None):

@@ -2,7 +2,8 @@
 
     fit(history, catalogue, cfg, run_date, first) -> Reranker   trained on a split of `history` only
     Reranker.rank(model, interactions, rc, users)  -> TopK        top_n per user, reasons attached
-    evaluation(train, catalogue, cfg, run_date, first, model, users) -> ({name: recs}, decision)
+    evaluation_fit(train, catalogue, cfg, run_date, first) -> ({name: Reranker}, decision)   evaluate's
+    evaluation_rank(rankers, model, train, users, cfg, first) -> {name: recs}   per block of users
     night(history, catalogue, cfg, run_date, first) -> Reranker | None   the recommend stage's part
 
 Training rows come from the evaluation protocol one level down (splits.split on `history`): the
@@ -25,7 +26,6 @@ Feature groups (evaluation retrains without each one: `rerank-<group>`):
 """
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass, replace
 from typing import Callable, Optional
@@ -35,7 +35,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from genre_lib.explain import explain
-from genre_lib.genres import item_genres_pandas, user_genre_weights_pandas
+from genre_lib.genres import genre_weights
 from genre_lib.metrics import per_user_metrics
 from genre_lib.splits import new_items, split
 
@@ -68,15 +68,6 @@ class FirstStage:  # the functions of genre_lib.recommend the second stage uses
     fit: Callable       # recommend.fit(interactions, catalogue, user_weights, rc, gc, rating_max) -> Model
     recommend: Callable  # recommend.recommend(model, weights, top_n, block_users, users=, gather=) -> TopK
     genre_r: Callable   # recommend.genre_r(model, user rows, item columns) -> R(u,i)
-
-
-def genre_weights(df: pd.DataFrame, catalogue, gc, run_date: Optional[dt.date]) -> Optional[pd.DataFrame]:
-    """user_genre_weights of a split by the genres stage's rule (as evaluate.genre_weights)."""
-    if catalogue.items is None or df.empty:
-        return None
-    if run_date is None:
-        run_date = pd.to_datetime(df["ts"], utc=True).max().date() if "ts" in df else dt.date.today()
-    return user_genre_weights_pandas(df, item_genres_pandas(catalogue.items, gc.multi_genre), gc, run_date)
 
 
 def _pct(x: np.ndarray) -> np.ndarray:
@@ -331,32 +322,34 @@ def fit(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage,
               f"(nDCG@{k} difference {gain:+.4f}, 2 SE {2 * se:.4f})")
     rr.decision = {"enabled": rc.enabled, "kept": bool(kept), "reason": reason, "metric": f"ndcg@{k}",
                    "validation": {n: float(v.mean()) for n, v in per.items()}, "difference": gain, "se": se,
-                   "validation_users": int(len(data.val_users)),
-                   "train_users": int(len(np.unique(data.top.users[data.fitting]))),
+                   "validation_users": int(len(data.val_users)), "train_users": int(len(np.unique(data.top.users[data.fitting]))),
                    "train_rows": int(len(data.fitting)), "best_iteration": int(booster.best_iteration),
-                   "candidate_recall": float(data.y.sum() / max(len(data.truth), 1)),
-                   "seconds": round(time.time() - t0, 1)}
+                   "candidate_recall": float(data.y.sum() / max(len(data.truth), 1)), "seconds": round(time.time() - t0, 1)}
     return rr, data
 
 
-def evaluation(train_df: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage, model,
-               users: np.ndarray) -> tuple[dict, dict]:
-    """Recommendations of the re-ranker (and, with rerank.ablations, of one retrained without each
-    feature group) for the user rows `users` of `model` (the first stage fitted on `train_df`), from
-    trees trained on a split of `train_df` alone; ({} when auto drops it, decision)."""
+def evaluation_fit(train_df: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage) -> tuple[dict, dict]:
+    """evaluate's re-ranker (and, with rerank.ablations, one retrained without each feature group),
+    trained on a split of `train_df` alone: (variant name -> Reranker, {} when auto drops it; decision)."""
     rr, data = fit(train_df, catalogue, cfg, run_date, first)
     if not rr.decision["kept"]:
         return {}, rr.decision
-    k = cfg.eval.k
-    top = candidates(model, cfg.recommend, cfg.rerank.candidates, first, users)
-    x = features(model, side_data(model, train_df, cfg.rerank.last_items), top, first)
-    out = {"rerank": _recs(model, top, rr.predict(x), k)}
+    out = {"rerank": rr}
     if cfg.rerank.ablations:
         for group, names in GROUPS.items():
             keep = [f for f in FEATURES if f not in names]
-            b = Reranker(train(data, cfg.rerank, k, keep), keep, cfg, first, {})
-            out[f"rerank-{group}"] = _recs(model, top, b.predict(x), k)
+            out[f"rerank-{group}"] = Reranker(train(data, cfg.rerank, k=cfg.eval.k, names=keep), keep, cfg, first, {})
     return out, rr.decision
+
+
+def evaluation_rank(rankers: dict, model, train_df: pd.DataFrame, users: np.ndarray, cfg, first: FirstStage) -> dict:
+    """Each of evaluation_fit's rankers' top eval.k for the user rows `users` of `model` (fitted on
+    `train_df`, or on the block of it that holds these users): variant name -> (user_id, item_id, rank)."""
+    if not rankers:
+        return {}
+    top = candidates(model, cfg.recommend, cfg.rerank.candidates, first, users)
+    x = features(model, side_data(model, train_df, cfg.rerank.last_items), top, first)
+    return {name: _recs(model, top, r.predict(x), cfg.eval.k) for name, r in rankers.items()}
 
 
 def night(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage) -> tuple[Optional[Reranker], dict]:

@@ -204,13 +204,13 @@ def test_each_user_gets_the_list_of_their_variant(lake):
 
 def test_a_fit_time_override_refits_the_model(lake, monkeypatch):
     fits = []
-    real_fit = rec.fit
-    monkeypatch.setattr(rec, "fit", lambda *a, **k: fits.append(a[3].cf_reg) or real_fit(*a, **k))
+    real_fit = rec.fit_items  # the item side: fitted once per distinct set of fit-time settings
+    monkeypatch.setattr(rec, "fit_items", lambda *a, **k: fits.append(a[2].cf_reg) or real_fit(*a, **k))
     ctx, _, table = run_recommend(lake, [ab_set(
         "{name: a, share: 0.5, overrides: {recommend.weights.genre: 0.9}}, "
         "{name: b, share: 0.5, overrides: {recommend.cf_reg: 7}}")])
     assert fits == [ctx.cfg.recommend.cf_reg, 7.0]  # weights-only variant a reuses the night's model
-    monkeypatch.setattr(rec, "fit", real_fit)
+    monkeypatch.setattr(rec, "fit_items", real_fit)
     rc_b = ab.variant_config(ctx.cfg, ctx.cfg.ab.variants[1]).recommend
     ref = lists(before_ab(ctx, rc_b))
     mine = lists(table[table["variant"] == "b"])

@@ -144,3 +144,28 @@ def test_numpy_twin_equals_spark(spark, opts):
     np.testing.assert_allclose(twin["weight"], ref["weight"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(twin["count"], ref["count"], rtol=1e-9, atol=1e-9)
     assert (twin["rank"].to_numpy() == ref["rank"].to_numpy()).all()
+
+
+def test_pandas_weights_of_a_user_block_with_the_whole_totals_equal_the_whole():
+    """user_genre_weights_pandas on one block of users, given genre_totals summed over every block:
+    those users' rows as computed on the whole history (the shrinkage prior is the whole's mix)."""
+    import numpy as np
+
+    from genre_lib.config import load_config
+    from genre_lib.genres import genre_totals, item_genres_pandas, user_genre_weights_pandas
+    from genre_lib.user_blocks import block_of
+    from tests.test_recommend import tiny_data
+
+    inter, items, *_ = tiny_data(n_users=50, n=2000)
+    gc = load_config(None, ["genres.shrinkage=5", "genres.half_life_days=7"]).genres
+    memberships, day = item_genres_pandas(items, gc.multi_genre), dt.date(2026, 11, 22)
+    whole = user_genre_weights_pandas(inter, memberships, gc, day)
+    block = block_of(inter["user_id"], 3)
+    totals = sum(genre_totals(inter[block == b], memberships, gc, day) for b in range(3))
+    for b in range(3):
+        part = user_genre_weights_pandas(inter[block == b], memberships, gc, day, totals)
+        own = user_genre_weights_pandas(inter[block == b], memberships, gc, day)
+        want = whole[whole["user_id"].isin(set(part["user_id"]))].reset_index(drop=True)
+        pd.testing.assert_frame_equal(part[["user_id", "genre", "rank"]], want[["user_id", "genre", "rank"]])
+        np.testing.assert_allclose(part["weight"], want["weight"], rtol=0, atol=1e-12)
+        assert not np.allclose(own["weight"], want["weight"], rtol=0, atol=1e-6)  # a block's own prior differs

@@ -9,7 +9,7 @@ from genre_lib.tables import STAGES, TABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "genre_lib"
-WRITE = re.compile(r'\.(?:write_pandas|write_spark|write_json|commit)\(\s*"(\w+)"')
+WRITE = re.compile(r'\.(?:write_pandas_parts|write_pandas|write_spark|write_json|commit)\(\s*"(\w+)"')
 
 
 def stage_modules() -> dict[str, str]:

@@ -88,7 +88,7 @@ def test_evaluate_spark_engine_equals_local(tmp_path, spark):
     # the metrics' inputs through parquet files in the lake's scratch space, as the stage runs them
     scratch = evaluate.Scratch(ctx)
     try:
-        staged = evaluate.evaluate(history, catalogue, cfg, spark=spark, run_date=run_date, to_spark=scratch.frame)
+        staged = evaluate.evaluate(history, catalogue, cfg, spark=spark, run_date=run_date, scratch=scratch)
         written = {p.parent.name for p in (tmp_path / "lake" / "_artifacts" / "evaluate").rglob("*.parquet")}
         assert {"truth", "item_users", "variant-blend"} <= written
     finally:
@@ -96,6 +96,35 @@ def test_evaluate_spark_engine_equals_local(tmp_path, spark):
     for name, m in local["models"].items():
         assert staged["models"][name] == pytest.approx(m, rel=1e-9, abs=1e-12), name
     assert not [p for p in (tmp_path / "lake" / "_artifacts").rglob("*") if p.is_file()]
+
+
+def test_evaluate_in_user_blocks_equals_one_block(tmp_path, spark):
+    """The stage past user_block_rows (three blocks of users, every block split, fit and ranked alone,
+    rows through the scratch's parquet parts): every metric as one block in memory gives."""
+    import json
+
+    from genre_lib import evaluate
+    from genre_lib.catalogue import Catalogue
+
+    night(tmp_path / "lake")
+    cfg = load_config("configs/default.yaml", [f"lake.root={tmp_path}/lake", "recommend.user_block_rows=500",
+                                               "genres.shrinkage=5", "mlflow.experiment=blocks"])
+    assert cfg.eval.protocol == "temporal" and cfg.genres.shrinkage > 0  # the shrinkage prior summed over blocks
+    lake = Lake(cfg.lake_root)
+    one = evaluate.evaluate(read_history_pandas(lake, D), Catalogue.from_lake(lake, D), cfg,
+                            run_date=dt.date.fromisoformat(D))
+    import mlflow
+
+    with mlflow.start_run():  # the stage logs to the job's run (jobrun.py opens it)
+        evaluate.run(JobContext.of("evaluate", cfg, D, "test", spark))
+    with open(f"{lake.partition('evaluation', D)}/metrics.json") as f:
+        blocked = json.load(f)
+    assert blocked["user_blocks"] == 3 and "user_blocks" not in one
+    assert (blocked["train_rows"], blocked["test_rows"]) == (one["train_rows"], one["test_rows"])
+    assert set(blocked["models"]) == set(one["models"]) and one["models"]["blend"]["ndcg@10"] > 0
+    for name, m in one["models"].items():
+        assert blocked["models"][name] == pytest.approx(m, rel=1e-6, abs=1e-9), name
+    assert not [p for p in (tmp_path / "lake" / "_artifacts").rglob("*") if p.is_file()]  # scratch removed
 
 
 def test_spark_engine_refuses_the_reranker():
