@@ -125,9 +125,7 @@ class RecommendConfig(_Section):
     # local: the all-user top-N on the driver; spark: user blocks ranked on the executors, the
     # fitted model shipped to them once as a lake artifact (genre_lib/spark_rank.py)
     engine: Literal["local", "spark"] = "local"
-    # interactions per user block: a night with more is fit and ranked a block of users at a time
-    # (genre_lib/user_blocks.py), so recommend's and evaluate's memory stays bounded as users grow
-    user_block_rows: int = Field(2_000_000, ge=1)
+    user_block_rows: int = Field(2_000_000, ge=1)  # past this many interactions, fit and rank by user block (user_blocks.py)
 
 
 class RerankConfig(_Section):

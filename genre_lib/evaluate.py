@@ -140,7 +140,7 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
         for b in range(blocks.n):
             train, held = split_block(b)
             model = rec.fit_users(side, train, weights_of(train), rc, gc, cfg.clean.rating_max)
-            if b == 0:
+            if b == 0 and cfg.ab.variants:
                 first_block = (train, held, model)
             test = new_items(held, train)  # a no-op for ML-100k, where each user rates an item once
             users = np.flatnonzero(pd.Index(model.user_ids).isin(test["user_id"].unique()))
