@@ -59,7 +59,11 @@ def item_knn(x, neighbours: int, block: int = 1024) -> sp.csr_matrix:
     of items at a time, so memory grows with block x items and the kept neighbours, not items^2.
     x is a users x items matrix, or a function returning an iterator over the row blocks of one (user
     blocks, loaded one at a time: the similarity is their sum, so every user need not be in memory)."""
-    parts = (lambda: iter([x])) if sp.issparse(x) else x
+    if sp.issparse(x):
+        whole = sp.csc_matrix(x, dtype=np.float32)  # converted once, not per block of items
+        parts = lambda: iter([whole])  # noqa: E731
+    else:
+        parts = x
     norms, n = None, None
     for xb in parts():
         sq = np.asarray(sp.csc_matrix(xb, dtype=np.float32).power(2).sum(0), dtype=np.float64).ravel()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import uuid
 from dataclasses import replace
 from typing import Callable, Optional
 
@@ -202,22 +201,22 @@ def _scored(variants: dict, rows: dict, remote: list, scratch, spark, k: int, it
 
     from pyspark.sql import DataFrame, functions as F
 
-    def to_spark(frame_or_name, name):  # one variant's rows at a time: the driver's heap holds one copy
-        if scratch is not None:
-            return scratch.frame(frame_or_name, name) if isinstance(frame_or_name, pd.DataFrame) else scratch.read(name)
-        frame = frame_or_name if isinstance(frame_or_name, pd.DataFrame) else pd.concat(rows[name], ignore_index=True)
-        return spark.createDataFrame(frame)
+    def put(frame: pd.DataFrame, name: str):
+        return spark.createDataFrame(frame) if scratch is None else scratch.frame(frame, name)
 
-    s_truth = to_spark("truth", "truth").cache()
+    def kept(name: str):  # the parts `keep` handed on: one variant's rows at a time in the driver's heap
+        return spark.createDataFrame(pd.concat(rows[name], ignore_index=True)) if scratch is None else scratch.read(name)
+
+    s_truth = kept("truth").cache()
     try:
-        s_users = to_spark(item_users, "item_users")
-        s_genres = None if item_genres is None else to_spark(item_genres[["item_id", "genre", "score"]], "item_genres")
+        s_users = put(item_users, "item_users")
+        s_genres = None if item_genres is None else put(item_genres[["item_id", "genre", "score"]], "item_genres")
         ranked_remote = reduce(DataFrame.unionByName, remote) if remote else None
         models = {}
         for name in variants:
             key = f"variant-{name}"
             local = scratch.has(key) if scratch is not None else key in rows
-            recs = (to_spark(key, key) if local else ranked_remote.where(F.col("variant") == name).drop("variant"))
+            recs = (kept(key) if local else ranked_remote.where(F.col("variant") == name).drop("variant"))
             models[name] = spark_ranking_metrics(s_truth, recs, k, item_users=s_users, item_genres=s_genres, **extra)
         return models
     finally:
@@ -261,7 +260,7 @@ class Scratch:
 
     def __init__(self, ctx):
         self.lake, self.spark = ctx.lake, ctx.spark
-        self.parts = ("_artifacts", "evaluate", f"ds={ctx.ds}", uuid.uuid4().hex)
+        self.parts = ctx.lake.scratch("evaluate", ctx.ds)
         self.names: set[str] = set()
 
     def uri(self, name: str) -> str:
@@ -285,10 +284,7 @@ class Scratch:
         return self.spark.read.parquet(self.uri(name))
 
     def remove(self) -> None:
-        from pyarrow import fs
-
-        if self.lake.fs.get_file_info(self.lake.path(*self.parts)).type != fs.FileType.NotFound:
-            self.lake.fs.delete_dir(self.lake.path(*self.parts))
+        self.lake.remove_scratch(self.parts)
 
 
 def random_recs(user_ids: np.ndarray, item_ids: np.ndarray, k: int, seed: int) -> pd.DataFrame:

@@ -183,7 +183,7 @@ def fit_items(blocks, catalogue: Catalogue, rc: RecommendConfig, gc: GenresConfi
                 paths = []
                 for b, x in enumerate(cf_blocks()):
                     paths.append(f"{tmp}/{b}.npz")
-                    sp.save_npz(paths[-1], x.tocsr(), compressed=False)
+                    sp.save_npz(paths[-1], x.tocsc(), compressed=False)  # item_knn slices columns
                 model.knn = item_knn(lambda: (sp.load_npz(p) for p in paths), rc.cf_knn_neighbours)
         else:
             g = np.zeros((len(cover), len(cover)))

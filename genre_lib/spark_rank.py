@@ -12,7 +12,6 @@ rounding.
 from __future__ import annotations
 
 import pickle
-import uuid
 from typing import Callable, Iterator, Optional
 
 import pandas as pd
@@ -39,9 +38,9 @@ def rank(ctx, arms: list, score: Callable, ddl: Optional[str] = None):
     ship_package(spark)
     ddl = ddl or _ddl()
     columns = [c.strip().split(" ")[0] for c in ddl.split(",")]
-    lake, folder = ctx.lake, ctx.lake.path("_artifacts", "recommend", f"ds={ctx.ds}")
-    lake.fs.create_dir(folder, recursive=True)
-    path = f"{folder}/{uuid.uuid4().hex}.pkl"
+    lake, parts = ctx.lake, ctx.lake.scratch("recommend", ctx.ds)
+    lake.fs.create_dir(lake.path(*parts[:-1]), recursive=True)
+    path = f"{lake.path(*parts)}.pkl"
     with lake.fs.open_output_stream(path) as f:
         f.write(pickle.dumps(arms, protocol=pickle.HIGHEST_PROTOCOL))
     tasks = []

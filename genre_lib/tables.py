@@ -324,6 +324,15 @@ class Lake:
             f.write(json.dumps(payload, indent=1, sort_keys=True, default=str).encode())
         return self.commit(table, ds, staged, {"row_count": len(payload.get("models", payload)), **manifest})
 
+    def scratch(self, stage: str, ds: dt.date | str) -> tuple[str, ...]:
+        """Path parts of a fresh scratch folder of one stage run, `_artifacts/<stage>/ds=<D>/<uuid>`
+        (for `path`/`uri`; `remove_scratch` deletes it)."""
+        return ("_artifacts", stage, f"ds={ds}", uuid.uuid4().hex)
+
+    def remove_scratch(self, parts: tuple[str, ...]) -> None:
+        if self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound:
+            self.fs.delete_dir(self.path(*parts))
+
     def clean_stale(self, table: str, older_than_s: float = 3600) -> int:
         """Remove temp folders left by crashed writers (older than an hour, so not a live one)."""
         sel = pafs.FileSelector(self.path(table), allow_not_found=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import uuid
 from typing import Iterator, Optional
 
 import numpy as np
@@ -20,7 +19,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-from pyarrow import fs as pafs
 
 from genre_lib.tables import Lake, history_dates, history_frame, read_history_pandas
 
@@ -39,7 +37,7 @@ class UserBlocks:
         self.dates = history_dates(lake, TABLE, ds, lookback_days)
         rows = sum(int(lake.manifest(TABLE, d).get("row_count", 0)) for d in self.dates)
         self.n = max(1, math.ceil(rows / block_rows))  # repeats (snapshot sources) counted: n errs high
-        self.parts = ("_artifacts", stage, f"ds={ds}", uuid.uuid4().hex)
+        self.parts = lake.scratch(stage, ds)
         self._one: Optional[pd.DataFrame] = None
         if self.n > 1:
             self._spread()
@@ -79,5 +77,4 @@ class UserBlocks:
 
     def remove(self) -> None:
         self._one = None
-        if self.lake.fs.get_file_info(self.lake.path(*self.parts)).type != pafs.FileType.NotFound:
-            self.lake.fs.delete_dir(self.lake.path(*self.parts))
+        self.lake.remove_scratch(self.parts)
