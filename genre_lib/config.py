@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from genre_lib.config_base import ConfigError, _Section  # noqa: F401  (re-exported)
 from genre_lib.config_torch import ClassifierConfig, EncoderConfig  # noqa: F401
-from genre_lib.config_experiments import TUNABLE, AbConfig, AbVariant, SpaceSpec, TuningConfig  # noqa: F401
+from genre_lib.config_experiments import TUNABLE, AbConfig, AbVariant, EvalConfig, SpaceSpec, TuningConfig  # noqa: F401
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,25 +154,6 @@ class RerankConfig(_Section):
     def _yaml_on_off(cls, v):
         # YAML 1.1 reads a bare on/off as a boolean: `enabled: on` means "on"
         return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
-
-
-class EvalConfig(_Section):
-    # temporal: each user's last holdout_share by time; stratified: Recommenders' split (ML-100k's
-    # published tables); cold_items: a cold_item_share of items held out with all their interactions
-    protocol: Literal["temporal", "stratified", "cold_items"] = "temporal"
-    k: int = Field(10, ge=1)
-    holdout_share: float = Field(0.2, gt=0, lt=1)
-    cold_item_share: float = Field(0.2, gt=0, lt=1)
-    seed: int = 42
-    # N > 1: user-level k-fold cross-validation of the A/B variants (genre_lib/ab_eval.py): users in
-    # N seeded folds, each fold's users tested on their holdout while everyone else's history trains
-    folds: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _folds_split_users(self) -> "EvalConfig":
-        if self.folds > 1 and self.protocol == "cold_items":
-            raise ValueError("folds > 1 splits users, cold_items holds out items: use protocol temporal or stratified")
-        return self
 
 
 class SparkConfig(_Section):

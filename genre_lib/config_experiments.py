@@ -1,5 +1,5 @@
-"""Profile sections for experiments on the ranker: A/B variants (genre_lib/ab.py) and the tuning
-study (genre_lib/tuning.py). Whether a tuned or overridden key exists in the whole config is
+"""Profile sections for experiments on the ranker: offline evaluation (genre_lib/evaluate.py), A/B
+variants (genre_lib/ab.py) and the tuning study (genre_lib/tuning.py). Whether a tuned or overridden key exists in the whole config is
 checked by config.PipelineConfig, which holds these sections."""
 from __future__ import annotations
 
@@ -8,6 +8,30 @@ from typing import Any, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from genre_lib.config_base import _Section
+
+
+class EvalConfig(_Section):
+    # temporal: each user's last holdout_share by time; stratified: Recommenders' split (ML-100k's
+    # published tables); cold_items: a cold_item_share of items held out with all their interactions,
+    # in turn for each of cold_folds disjoint item folds (the metrics their mean; genre_lib/cold_eval.py)
+    protocol: Literal["temporal", "stratified", "cold_items"] = "temporal"
+    k: int = Field(10, ge=1)
+    holdout_share: float = Field(0.2, gt=0, lt=1)
+    cold_item_share: float = Field(0.2, gt=0, lt=1)
+    cold_folds: int = Field(1, ge=1)
+    seed: int = 42
+    # N > 1: user-level k-fold cross-validation of the A/B variants (genre_lib/ab_eval.py): users in
+    # N seeded folds, each fold's users tested on their holdout while everyone else's history trains
+    folds: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _folds_split_users(self) -> "EvalConfig":
+        if self.folds > 1 and self.protocol == "cold_items":
+            raise ValueError("folds > 1 splits users, cold_items holds out items: use protocol temporal or stratified")
+        if self.cold_folds * self.cold_item_share > 1 + 1e-9:
+            raise ValueError(f"cold_folds x cold_item_share is {self.cold_folds * self.cold_item_share:g}: disjoint "
+                             "item folds need it at most 1")
+        return self
 
 
 # A user's variant is a keyed hash of the user id: names end up in MLflow metric keys (ab.<name>.*)

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from genre_lib import ab_eval
+from genre_lib import ab_eval, cold_eval
 from genre_lib import recommend as rec
 from genre_lib import rerank, spark_rank
 from genre_lib.catalogue import Catalogue
@@ -57,7 +57,7 @@ def evaluate(interactions: pd.DataFrame, catalogue: Catalogue, cfg, **kw) -> dic
 def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[pd.DataFrame] = None,
                     spark=None, run_date: Optional[dt.date] = None,
                     rescore: Optional[Callable[[np.ndarray], pd.DataFrame]] = None,
-                    rank_remote: Optional[Callable] = None, scratch: Optional["Scratch"] = None) -> dict:
+                    rank_remote: Optional[Callable] = None, scratch: Optional["Scratch"] = None, cold_fold: int = 0) -> dict:
     """Split by cfg.eval.protocol, fit every scorer on the training split only (the genre weights
     with genres.py's numpy twin, anchored at `run_date`, default the last interaction's day), rank
     every variant for the test users with training items removed, score with the Spark metrics
@@ -69,9 +69,10 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
     and their rows handed on (to `scratch`'s parquet files with Spark), one block in memory at a time.
     The re-ranker's trees and the A/B intervals are trained on the first block's users.
 
-    cold_items: `rescore(cold ids)` gives item_genre_scores from a classifier that never saw the
-    cold items' labels; every variant ranks the cold items only, beside a seeded `random` and
-    `genre-labels` (the genre scorer given the cold items' true labels: the classifier's ceiling).
+    cold_items: the items of item fold `cold_fold` are cold (cold_eval.py runs every fold);
+    `rescore(cold ids)` gives item_genre_scores from a classifier that never saw the cold items'
+    labels; every variant ranks the cold items only, beside a seeded `random` and `genre-labels`
+    (the genre scorer given the cold items' true labels: the classifier's ceiling).
 
     `rank_remote(model, variants, users, candidates, k) -> (Spark frame of (variant, user_id, item_id,
     rank), done)` ranks the variants elsewhere (recommend.engine=spark: `spark_variants`)."""
@@ -83,14 +84,14 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
         if rescore is None:
             raise ValueError("eval.protocol=cold_items needs the classifier rescored without the cold items' labels")
         seen_items = np.unique(np.concatenate([blocks.frame(b)["item_id"].astype(str).unique() for b in range(blocks.n)]))
-        cold = cold_items(seen_items, ec.cold_item_share, ec.seed)  # the hash rule cold_item_split applies per block
+        cold = cold_items(seen_items, ec.cold_item_share, ec.seed, cold_fold)  # the rule cold_item_split applies per block
         labels = None if catalogue.items is None else item_genres_pandas(catalogue.items, "full").rename(
             columns={"score": "probability"})  # the true labels, 1 per (item, genre)
         catalogue = replace(catalogue, item_genre_scores=rescore(cold))
 
     def split_block(b: int) -> tuple[pd.DataFrame, pd.DataFrame]:  # (train, held-out) of block b, deterministic
         df = blocks.frame(b)
-        return cold_item_split(df, ec.cold_item_share, ec.seed)[:2] if cold is not None else split(
+        return cold_item_split(df, ec.cold_item_share, ec.seed, cold_fold)[:2] if cold is not None else split(
             df, ec.protocol, ec.holdout_share, ec.seed)
 
     if blocks.n == 1:
@@ -162,7 +163,8 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
                 ranked["genre-labels"] = (truth, rec.recommend(truth, {"genre": 1.0}, k, rc.block_users,
                                                                users=users, candidates=candidates))
             if "random" in variants:
-                keep("variant-random", random_recs(model.user_ids[users], model.item_ids[candidates], k, ec.seed + b), b)
+                keep("variant-random", random_recs(model.user_ids[users], model.item_ids[candidates], k,
+                                                        ec.seed + b + 1000 * cold_fold), b)
             for name, frame in rerank.evaluation_rank(rankers, model, train, users, cfg, rec.FIRST_STAGE).items():
                 keep(f"variant-{name}", frame, b)
             for name, (m, top) in ranked.items():
@@ -301,6 +303,8 @@ def markdown_report(payload: dict) -> str:
     cols = [f"{m}@{k}" for m in METRICS]
     lines = [f"# Evaluation ({payload['protocol']}, k={k}, primary: {payload['primary']})", "",
              f"train rows {payload['train_rows']}, test rows {payload['test_rows']}", "",
+             *([f"cold items: each value the mean over {payload['cold_folds']['n']} item folds (per fold and "
+                "standard deviations in metrics.json)", ""] if "cold_folds" in payload else []),
              "| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, m in payload["models"].items():
         lines.append(f"| {name} | " + " | ".join(f"{m.get(c, float('nan')):.4f}" for c in cols) + " |")
@@ -340,18 +344,6 @@ def log_to_mlflow(payload: dict) -> dict:
     return {f"primary_{key}".replace("@", "_at_"): v for key, v in p.items() if isinstance(v, (int, float))}
 
 
-def rescore_hiding_labels(ctx, hidden: set) -> pd.DataFrame:
-    """item_genre_scores from a classifier trained as the night's train stage does, but with the
-    `hidden` items' genre labels removed: their scores are the model's predictions."""
-    from genre_lib.classifier import predict_proba
-    from genre_lib.genre_data import score_items
-    from genre_lib.training import night_data, run_experiment
-
-    data, _ = night_data(ctx, frozenset(hidden))
-    result = run_experiment(data, ctx.cfg.classifier)
-    return score_items(data, predict_proba(result.model, result.inputs))
-
-
 class _InSourceOrder:
     """Blocks whose rows come in a published split's order (the stratified protocol's draw)."""
 
@@ -369,14 +361,21 @@ def run(ctx) -> dict:
     catalogue = Catalogue.from_lake(ctx.lake, ctx.ds)
     genres_ds = ctx.lake.latest("item_genres", ctx.ds)
     item_genres = ctx.lake.read_pandas("item_genres", genres_ds) if genres_ds else None
-    rescore = (lambda cold: rescore_hiding_labels(ctx, set(cold))) if cfg.eval.protocol == "cold_items" else None
+    cold = cfg.eval.protocol == "cold_items"
+    rescore = (lambda ids: cold_eval.rescore_hiding_labels(ctx, set(ids))) if cold else None
     remote = spark_variants(ctx) if cfg.recommend.engine == "spark" else None
-    scratch = Scratch(ctx)
+
+    def one_fold(fold: int) -> dict:
+        scratch = Scratch(ctx)
+        try:
+            return evaluate_blocks(history, catalogue, cfg, item_genres=item_genres, spark=ctx.spark, run_date=ctx.run_date,
+                                   rescore=rescore, rank_remote=remote, scratch=scratch, cold_fold=fold)
+        finally:
+            scratch.remove()
+
     try:
-        payload = evaluate_blocks(history, catalogue, cfg, item_genres=item_genres, spark=ctx.spark, run_date=ctx.run_date,
-                                  rescore=rescore, rank_remote=remote, scratch=scratch)
+        payload = cold_eval.over_folds(one_fold, cfg.eval.cold_folds if cold else 1)
     finally:
-        scratch.remove()
         blocks.remove()
     ctx.lake.write_json("evaluation", ctx.ds, "metrics.json", payload, ctx.manifest())
     return log_to_mlflow(payload)

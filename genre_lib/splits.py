@@ -45,21 +45,23 @@ def temporal_split(df: pd.DataFrame, holdout_share: float = 0.2, col_user: str =
     return data[~test_mask], data[test_mask]
 
 
-def cold_items(item_ids, share: float, seed: int) -> np.ndarray:
-    """The items held out as cold: those whose seeded hash of the id falls below `share`, so an item
-    stays cold, or not, as the catalogue grows."""
+def cold_items(item_ids, share: float, seed: int, fold: int = 0) -> np.ndarray:
+    """The items held out as cold in item fold `fold`: those whose seeded hash of the id, uniform in
+    [0, 1), falls in [fold x share, (fold + 1) x share), so an item stays cold, or not, as the
+    catalogue grows, and folds 0..1/share - 1 hold each item once."""
     import hashlib
 
     ids = np.asarray(sorted({str(i) for i in item_ids}), dtype=object)
     u = np.array([int.from_bytes(hashlib.sha256(f"cold:{seed}:{i}".encode()).digest()[:8], "big") / 2.0 ** 64
                   for i in ids])
-    return ids[u < share]
+    return ids[(u >= fold * share) & (u < (fold + 1) * share)]
 
 
-def cold_item_split(df: pd.DataFrame, share: float, seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """(train, test, cold ids): every interaction with a cold item is held out; test keeps those of
-    users who still have a training history (someone to recommend to)."""
-    cold = cold_items(df["item_id"].unique(), share, seed)
+def cold_item_split(df: pd.DataFrame, share: float, seed: int = 42,
+                    fold: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """(train, test, cold ids): every interaction with a cold item (of item fold `fold`) is held out;
+    test keeps those of users who still have a training history (someone to recommend to)."""
+    cold = cold_items(df["item_id"].unique(), share, seed, fold)
     is_cold = df["item_id"].astype(str).isin(set(cold)).to_numpy()
     train, test = df[~is_cold], df[is_cold]
     return train, test[test["user_id"].isin(set(train["user_id"]))], cold
