@@ -1,7 +1,7 @@
 """ML-100k quality table on Recommenders' stratified protocol (and the temporal one), from the raw files.
 
     python bench/ml100k_quality.py [--data ../shared/data/ml-100k] [--protocol stratified|temporal|both]
-                                   [--embed | --lake lake-ml100k [--ds 2026-11-22]] [--tune]
+                                   [--embed | --lake lake-ml100k [--ds 2026-11-22]] [--tune [--inner-seeds 42 43 44]]
                                    [--set recommend.cf_reg=300 ...]
 
 Reads u.data in file order (the order the published split depends on) and u.item (latin-1, 19 genre
@@ -14,7 +14,8 @@ protocol, k=10): BiVAE nDCG 0.475 P 0.412 R 0.219 MAP 0.146; BPR nDCG 0.442; SAR
 
 --tune chooses the recommend knobs per protocol without the test split: the training split is split
 again by the same protocol (stratified: python_stratified_split of train; temporal: each user's last
-20% of train), every candidate is fitted on the inner train and scored by nDCG@10 on the validation
+20% of train; --inner-seeds: one stratified inner split per seed, every candidate judged by the mean
+over them), every candidate is fitted on the inner train and scored by nDCG@10 on the validation
 part, then the chosen values are fitted on the whole training split and the test table is printed
 once. Stage 1 picks cf_rating_power, cf_reg, cf_dropout and cf_recency_half_life for cf alone; stage 2
 the genre weights' half_life_days (which also decays the content profile), rating_weighted,
@@ -25,6 +26,7 @@ is strictly better, and the grids run from the simplest value up, so ties keep t
 from __future__ import annotations
 
 import argparse
+from typing import Optional
 import sys
 import time
 from pathlib import Path
@@ -102,31 +104,46 @@ def _val_ndcg(model, val: pd.DataFrame, weights: dict, cfg) -> float:
     return ranking_metrics(val, recs, cfg.eval.k)[f"ndcg@{cfg.eval.k}"]
 
 
+def _inner_splits(train: pd.DataFrame, cfg, seeds: list[int]) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(inner train, validation) per seed, each carved from `train` by the same protocol; validation
+    keeps the new items of the inner-train users. The temporal split has no seed: one split."""
+    out = []
+    for seed in (seeds if cfg.eval.protocol == "stratified" else seeds[:1]):
+        inner, val = split(train, cfg.eval.protocol, cfg.eval.holdout_share, seed)
+        val = val.assign(user_id=val["user_id"].astype(str), item_id=val["item_id"].astype(str))
+        seen = inner[["user_id", "item_id"]].astype(str).drop_duplicates()
+        val = val.merge(seen, on=["user_id", "item_id"], how="left", indicator=True)
+        out.append((inner, val[val["_merge"] == "left_only"].drop(columns="_merge")))
+    return out
+
+
 def tune(interactions: pd.DataFrame, catalogue: Catalogue, profile: str, overrides: list[str],
-         keep_cf: bool = False) -> list[str]:
-    """The chosen `recommend.*` and `genres.*` overrides, from a validation split carved out of the
-    training split; `keep_cf` keeps the profile's cf settings (stage 1 is the slow one)."""
+         keep_cf: bool = False, inner_seeds: Optional[list[int]] = None) -> list[str]:
+    """The chosen `recommend.*` and `genres.*` overrides, from validation splits carved out of the
+    training split (one per seed of `inner_seeds`, default eval.seed; each candidate scored by its
+    mean validation nDCG over them); `keep_cf` keeps the profile's cf settings (stage 1 is the slow one)."""
     cfg = load_config(profile, overrides)
     train, _ = split(interactions, cfg.eval.protocol, cfg.eval.holdout_share, cfg.eval.seed)  # test never used
-    inner, val = split(train, cfg.eval.protocol, cfg.eval.holdout_share, cfg.eval.seed)
-    val = val.assign(user_id=val["user_id"].astype(str), item_id=val["item_id"].astype(str))
-    seen = inner[["user_id", "item_id"]].astype(str).drop_duplicates()
-    val = val.merge(seen, on=["user_id", "item_id"], how="left", indicator=True)
-    val = val[val["_merge"] == "left_only"].drop(columns="_merge")
-    print(f"tune ({cfg.eval.protocol}): inner train {len(inner)} rows, validation {len(val)} rows")
+    splits = _inner_splits(train, cfg, inner_seeds or [cfg.eval.seed])
+    print(f"tune ({cfg.eval.protocol}): {len(splits)} inner split(s), inner train "
+          f"{' / '.join(str(len(i)) for i, _ in splits)} rows, validation {' / '.join(str(len(v)) for _, v in splits)} rows")
 
-    ts = inner.assign(user_id=inner["user_id"].astype(str), item_id=inner["item_id"].astype(str),
-                      ts=pd.to_datetime(inner["ts"], utc=True))
+    def val_ndcg(c, weights: dict, models: list) -> float:  # the mean over the inner splits
+        return float(np.mean([_val_ndcg(m, val, weights, c) for m, (_, val) in zip(models, splits)]))
+
     best, chosen = -1.0, None
     cf_grid = itertools.product(CF_RATING, CF_REG, CF_DROPOUT) if not keep_cf else [
         (cfg.recommend.cf_rating_power, cfg.recommend.cf_reg, cfg.recommend.cf_dropout)]
     for power, reg, drop in cf_grid:
         c = load_config(profile, [*overrides, f"recommend.cf_reg={reg}", f"recommend.cf_dropout={drop}",
                                   f"recommend.cf_rating_power={power}", "recommend.cf_recency_half_life=null"])
-        model = fit(inner, catalogue, c)  # B does not depend on the recency of x_u: swap it in
+        models = [fit(inner, catalogue, c) for inner, _ in splits]  # B does not depend on the recency of x_u: swap it in
         for half in CF_RECENCY if not keep_cf else [cfg.recommend.cf_recency_half_life]:
-            model.cf_input = rec.cf_input_matrix(model, ts, half)
-            score = _val_ndcg(model, val, {"cf": 1.0}, c)
+            for model, (inner, _) in zip(models, splits):
+                ts = inner.assign(user_id=inner["user_id"].astype(str), item_id=inner["item_id"].astype(str),
+                                  ts=pd.to_datetime(inner["ts"], utc=True))
+                model.cf_input = rec.cf_input_matrix(model, ts, half)
+            score = val_ndcg(c, {"cf": 1.0}, models)
             if score > best:
                 best, chosen = score, [f"recommend.cf_reg={reg}", f"recommend.cf_dropout={drop}",
                                        f"recommend.cf_rating_power={power}",
@@ -142,20 +159,20 @@ def tune(interactions: pd.DataFrame, catalogue: Catalogue, profile: str, overrid
             # the knobs also decay the content profile: judged by the blend (the profile's weights,
             # genre at least 0.1 so the genre weights count), not by the genre scorer alone
             w = c.recommend.weights.model_dump()
-            score = _val_ndcg(fit(inner, catalogue, c), val, {**w, "genre": max(w["genre"], 0.1)}, c)
+            score = val_ndcg(c, {**w, "genre": max(w["genre"], 0.1)}, [fit(inner, catalogue, c) for inner, _ in splits])
             if score > best_g:
                 best_g, knobs = score, k
         print(f"  stage 2 (genre weights, in the blend): {' '.join(knobs)} -> validation nDCG@10 {best_g:.4f}")
     chosen = [*chosen, *knobs]
 
     c = load_config(profile, [*overrides, *chosen])
-    model = fit(inner, catalogue, c)
-    contents = W_CONTENT if model.available["content"] else (0.0,)
-    genres = W_GENRE if model.available["genre"] else (0.0,)
+    models = [fit(inner, catalogue, c) for inner, _ in splits]
+    contents = W_CONTENT if models[0].available["content"] else (0.0,)
+    genres = W_GENRE if models[0].available["genre"] else (0.0,)
     best_w = {"genre": 0.0, "content": 0.0, "cf": 1.0, "popularity": 0.0}
     for g, ct, pop in itertools.product(genres, contents, W_POPULARITY):
         w = {"genre": g, "content": ct, "cf": 1.0, "popularity": pop}
-        score = _val_ndcg(model, val, w, c)
+        score = val_ndcg(c, w, models)
         if score > best:
             best, best_w = score, w
     weights = [f"recommend.weights.{k}={v}" for k, v in best_w.items()]
@@ -195,6 +212,8 @@ def main() -> None:
                    "classifier's item_genre_scores, item_embeddings) from this lake, as the evaluate stage does")
     p.add_argument("--ds", default="2026-11-22", help="the run date of --lake")
     p.add_argument("--keep-cf", action="store_true", help="--tune keeps the profile's cf settings")
+    p.add_argument("--inner-seeds", type=int, nargs="+", help="--tune on one stratified inner split per seed, "
+                   "scored by the mean (default: eval.seed alone)")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
     ratings, catalogue = load(Path(args.data))
@@ -209,7 +228,7 @@ def main() -> None:
     for protocol in (["stratified", "temporal"] if args.protocol == "both" else [args.protocol]):
         overrides = [f"eval.protocol={protocol}", *args.overrides]
         if args.tune:
-            overrides += tune(ratings, catalogue, PROFILE, overrides, args.keep_cf)
+            overrides += tune(ratings, catalogue, PROFILE, overrides, args.keep_cf, args.inner_seeds)
         report(ratings, catalogue, PROFILE, overrides)
 
 
