@@ -332,6 +332,12 @@ class Lake:
     def remove_scratch(self, parts: tuple[str, ...]) -> None:
         if self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound:
             self.fs.delete_dir(self.path(*parts))
+        if isinstance(self.fs, pafs.LocalFileSystem):  # object stores keep no empty folders
+            for n in range(len(parts) - 1, 0, -1):  # ds=<D>, <stage>, _artifacts: each only if empty
+                try:  # rmdir, not delete_dir: a concurrent run's fresh folder inside is left alone
+                    os.rmdir(self.path(*parts[:n]))
+                except OSError:
+                    break
 
     def clean_stale(self, table: str, older_than_s: float = 3600) -> int:
         """Remove temp folders left by crashed writers (older than an hour, so not a live one)."""

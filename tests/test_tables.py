@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -86,3 +87,17 @@ def test_commit_survives_a_reader_recovering_mid_swap(tmp_path, monkeypatch):
     assert len(asides) == 2  # the writer set the restored partition aside again
     assert len(Lake(str(tmp_path)).read_pandas("items_clean", "2026-11-22")) == 2
     assert not [p for p in (tmp_path / "items_clean").iterdir() if p.name.startswith("_")]
+
+
+def test_removed_scratch_leaves_no_empty_folders_and_spares_a_sibling(tmp_path):
+    lake = Lake(str(tmp_path))
+    mine, theirs = lake.scratch("evaluate", "2026-11-22"), lake.scratch("evaluate", "2026-11-22")
+    for parts in (mine, theirs):
+        Path(lake.path(*parts, "truth")).mkdir(parents=True)
+        Path(lake.path(*parts, "truth", "part-00000.parquet")).write_bytes(b"x")
+    lake.remove_scratch(mine)
+    assert not Path(lake.path(*mine)).exists()
+    assert Path(lake.path(*theirs, "truth", "part-00000.parquet")).exists()  # another run's scratch stays
+    lake.remove_scratch(theirs)
+    assert not (tmp_path / "_artifacts").exists()  # ds=<D>, the stage and _artifacts went with the last one
+    lake.remove_scratch(theirs)  # removing twice is harmless
