@@ -2,9 +2,10 @@
 
 Each variant is scored on its own test users, assigned by the nightly's rule (ab.assign), with a
 model fit on the training split with the variant's settings (ab.arms: one fit per distinct set of
-fit-time settings). Intervals are percentile bootstraps over users (BOOTSTRAP resamples, seeded by
-eval.seed); the difference of the first two variants resamples each variant's users apart, as the
-groups are disjoint. With eval.folds = N > 1, users fall into N seeded folds; fold f's users are
+fit-time settings); with a kept re-ranker, each variant's list is its own candidates re-ordered by
+the evaluation's trees, as the recommend stage publishes it. Intervals are percentile bootstraps
+over users (BOOTSTRAP resamples, seeded by eval.seed); the difference of the first two variants
+resamples each variant's users apart, as the groups are disjoint. With eval.folds = N > 1, users fall into N seeded folds; fold f's users are
 tested on their held-out rows while everyone else's whole history trains; per variant, the mean
 and the standard deviation (ddof 1) over folds of each metric go to `variants_ab[name]["folds"]`.
 Scored with the numpy reference of metrics.py: intervals need per-user values.
@@ -18,6 +19,7 @@ import pandas as pd
 
 from genre_lib import ab
 from genre_lib import recommend as rec
+from genre_lib import rerank
 from genre_lib.metrics import per_user_metrics
 from genre_lib.splits import new_items
 
@@ -29,10 +31,12 @@ Fit = Callable[[pd.DataFrame, object], "rec.Model"]  # (training rows, Recommend
 
 
 def per_variant(train: pd.DataFrame, test: pd.DataFrame, cfg, fit: Fit, model=None,
-                cold: Optional[np.ndarray] = None) -> list[tuple[str, float, pd.DataFrame]]:
+                cold: Optional[np.ndarray] = None, second=None) -> list[tuple[str, float, pd.DataFrame]]:
     """(name, configured share, per-user metrics of the variant's test users) per variant, in
     declared order. `test`: held-out rows of new items; `model`: fit on `train` with cfg.recommend
-    (fitted here when None); `cold`: item ids every variant ranks among (cold_items protocol)."""
+    (fitted here when None); `cold`: item ids every variant ranks among (cold_items protocol);
+    `second`: the evaluation's re-ranker (rerank.Reranker), which re-orders each variant's own
+    candidates as the recommend stage does, or None for each variant's blend."""
     k = cfg.eval.k
     cols = [f"{m}@{k}" for m in AB_METRICS]
     model = fit(train, cfg.recommend) if model is None else model
@@ -43,9 +47,13 @@ def per_variant(train: pd.DataFrame, test: pd.DataFrame, cfg, fit: Fit, model=No
             out.append((arm.name, arm.share, pd.DataFrame(columns=cols, dtype=float)))
             continue
         m = arm.model
-        cands = None if cold is None else np.flatnonzero(pd.Index(m.item_ids).isin(set(cold)))
-        top = rec.recommend(m, arm.rc.weights, k, arm.rc.block_users, users=arm.rows, candidates=cands)
-        recs = pd.DataFrame({"user_id": m.user_ids[top.users], "item_id": m.item_ids[top.items], "rank": top.rank})
+        if second is not None:
+            arm_cfg = cfg.model_copy(update={"recommend": arm.rc})
+            recs = rerank.evaluation_rank({"rerank": second}, m, train, arm.rows, arm_cfg, rec.FIRST_STAGE)["rerank"]
+        else:
+            cands = None if cold is None else np.flatnonzero(pd.Index(m.item_ids).isin(set(cold)))
+            top = rec.recommend(m, arm.rc.weights, k, arm.rc.block_users, users=arm.rows, candidates=cands)
+            recs = pd.DataFrame({"user_id": m.user_ids[top.users], "item_id": m.item_ids[top.items], "rank": top.rank})
         out.append((arm.name, arm.share, per_user_metrics(test, recs, k)[cols]))
     return out
 
@@ -94,7 +102,7 @@ def _num(x: float) -> Optional[float]:
     return None if np.isnan(x) else float(x)
 
 
-def folds(train: pd.DataFrame, held: pd.DataFrame, cfg, fit: Fit) -> dict[str, dict]:
+def folds(train: pd.DataFrame, held: pd.DataFrame, cfg, fit: Fit, second=None) -> dict[str, dict]:
     """name -> {"n": folds, metric: {"mean", "std"}} over eval.folds user-level folds; `held`:
     the protocol's held-out rows as split (repeats of training items included)."""
     ec, k = cfg.eval, cfg.eval.k
@@ -106,7 +114,7 @@ def folds(train: pd.DataFrame, held: pd.DataFrame, cfg, fit: Fit) -> dict[str, d
     for f in range(ec.folds):
         mine = mine_all == f
         fold_train = pd.concat([train, held[~mine]], ignore_index=True)
-        for name, _, per in per_variant(fold_train, new_items(held[mine], fold_train), cfg, fit):
+        for name, _, per in per_variant(fold_train, new_items(held[mine], fold_train), cfg, fit, second=second):
             if len(per):
                 scores.setdefault(name, []).append(per[cols].to_numpy(float).mean(0))
     out = {}
@@ -119,13 +127,14 @@ def folds(train: pd.DataFrame, held: pd.DataFrame, cfg, fit: Fit) -> dict[str, d
 
 
 def variants_ab(train: pd.DataFrame, held: pd.DataFrame, cfg, fit: Fit, model=None,
-                cold: Optional[np.ndarray] = None) -> dict:
+                cold: Optional[np.ndarray] = None, second=None) -> dict:
     """metrics.json's `variants_ab`: `held` the protocol's held-out rows as split; `fit(rows, rc)`
-    fits a model as evaluate does; `model` the one evaluate fit on `train` with cfg.recommend."""
-    groups = per_variant(train, new_items(held, train), cfg, fit, model, cold)
+    fits a model as evaluate does; `model` the one evaluate fit on `train` with cfg.recommend;
+    `second` the re-ranker evaluate kept (each variant's candidates re-ordered), else None."""
+    groups = per_variant(train, new_items(held, train), cfg, fit, model, cold, second)
     out = summarise(groups, cfg.eval.k, cfg.eval.seed)
     if cfg.eval.folds > 1:
-        for name, spread in folds(train, held, cfg, fit).items():
+        for name, spread in folds(train, held, cfg, fit, second).items():
             out[name]["folds"] = spread
     return out
 

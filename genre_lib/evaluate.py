@@ -188,7 +188,8 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
     if cfg.ab.variants:  # each A/B variant on its own test users, with intervals (genre_lib/ab_eval.py)
         fit = lambda rows, rc: rec.fit(rows, catalogue, weights_of(rows), rc, gc, cfg.clean.rating_max)  # noqa: E731
         train, held, model = first_block
-        payload["variants_ab"] = ab_eval.variants_ab(train, held, cfg, fit, model if blocks.n == 1 else None, cold)
+        payload["variants_ab"] = ab_eval.variants_ab(train, held, cfg, fit, model if blocks.n == 1 else None, cold,
+                                                     rankers.get("rerank"))
     return payload
 
 

@@ -195,3 +195,30 @@ def test_recommend_stage_off_is_the_blend_and_on_logs_the_model(data, tmp_path, 
     assert logged and logged[0].name == "reranker"
     model_info = mlflow.models.get_model_info(f"models:/{logged[0].model_id}")
     assert [c.name for c in model_info.signature.inputs.inputs] == rerank.FEATURES
+
+
+def test_ab_variants_are_scored_on_their_reranked_lists(data):
+    """With the re-ranker kept, variants_ab scores what the recommend stage would publish: each arm's
+    own candidates re-ordered by the trees, not the arm's blend."""
+    from genre_lib import ab
+    from genre_lib.metrics import ranking_metrics
+
+    inter, cat = data
+    two = ("ab={salt: s1, variants: [{name: control, share: 0.5}, "
+           "{name: genre-heavy, share: 0.5, overrides: {recommend.weights.genre: 1.5}}]}")
+    cfg = cfg_with("rerank.enabled=on", "rerank.ablations=false", two)
+    block = evaluate(inter, cat, cfg)["variants_ab"]
+    train, held = split(inter, "temporal", cfg.eval.holdout_share, cfg.eval.seed)
+    test = new_items(held, train)
+    rankers, _ = rerank.evaluation_fit(train, cat, cfg, None, FIRST)
+    model = full_model(train, cat, cfg)
+    control = np.flatnonzero((ab.assign(model.user_ids, cfg.ab) == "control") & pd.Index(model.user_ids).isin(set(test.user_id)))
+    truth = test[test.user_id.isin(set(model.user_ids[control]))]
+    reranked = ranking_metrics(truth, rerank.evaluation_rank(rankers, model, train, control, cfg, FIRST)["rerank"], 5)
+    top = rec.recommend(model, cfg.recommend.weights, 5, 7, users=control)
+    blend = ranking_metrics(truth, pd.DataFrame({"user_id": model.user_ids[top.users], "item_id": model.item_ids[top.items],
+                                                 "rank": top.rank}), 5)
+    assert reranked["ndcg@5"] != pytest.approx(blend["ndcg@5"], abs=1e-9)  # the two lists differ here
+    assert block["control"]["users"] == reranked["users"]
+    for m in ("ndcg@5", "precision@5", "recall@5", "map@5"):
+        assert block["control"][m] == pytest.approx(reranked[m], abs=1e-12)
