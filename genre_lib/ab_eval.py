@@ -5,9 +5,10 @@ model fit on the training split with the variant's settings (ab.arms: one fit pe
 fit-time settings); with a kept re-ranker, each variant's list is its own candidates re-ordered by
 the evaluation's trees, as the recommend stage publishes it. Intervals are percentile bootstraps
 over users (BOOTSTRAP resamples, seeded by eval.seed); the difference of the first two variants
-resamples each variant's users apart, as the groups are disjoint. With eval.folds = N > 1, users fall into N seeded folds; fold f's users are
-tested on their held-out rows while everyone else's whole history trains; per variant, the mean
-and the standard deviation (ddof 1) over folds of each metric go to `variants_ab[name]["folds"]`.
+resamples each variant's users apart, as the groups are disjoint. With eval.folds = N > 1, users
+fall into N seeded folds; fold f's users are tested on their held-out rows while everyone else's
+whole history trains; per variant, the mean and the standard deviation (ddof 1) over folds of each
+metric go to `variants_ab[name]["folds"]`.
 Scored with the numpy reference of metrics.py: intervals need per-user values.
 """
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Profile sections for experiments on the ranker: offline evaluation (genre_lib/evaluate.py), A/B
-variants (genre_lib/ab.py) and the tuning study (genre_lib/tuning.py). Whether a tuned or overridden key exists in the whole config is
-checked by config.PipelineConfig, which holds these sections."""
+variants (genre_lib/ab.py) and the tuning study (genre_lib/tuning.py). Whether a tuned or
+overridden key exists in the whole config is checked by config.PipelineConfig, which holds these
+sections."""
 from __future__ import annotations
 
 from typing import Any, Literal, Optional
