@@ -45,7 +45,7 @@ from genre_lib.config import load_config  # noqa: E402
 from genre_lib.catalogue import Catalogue  # noqa: E402
 from genre_lib.evaluate import evaluate, genre_weights, markdown_report  # noqa: E402
 from genre_lib.metrics import ranking_metrics  # noqa: E402
-from genre_lib.splits import split  # noqa: E402
+from genre_lib.splits import new_items, split  # noqa: E402
 
 GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
           "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
@@ -110,10 +110,7 @@ def _inner_splits(train: pd.DataFrame, cfg, seeds: list[int]) -> list[tuple[pd.D
     out = []
     for seed in (seeds if cfg.eval.protocol == "stratified" else seeds[:1]):
         inner, val = split(train, cfg.eval.protocol, cfg.eval.holdout_share, seed)
-        val = val.assign(user_id=val["user_id"].astype(str), item_id=val["item_id"].astype(str))
-        seen = inner[["user_id", "item_id"]].astype(str).drop_duplicates()
-        val = val.merge(seen, on=["user_id", "item_id"], how="left", indicator=True)
-        out.append((inner, val[val["_merge"] == "left_only"].drop(columns="_merge")))
+        out.append((inner, new_items(val, inner)))
     return out
 
 
@@ -131,6 +128,9 @@ def tune(interactions: pd.DataFrame, catalogue: Catalogue, profile: str, overrid
     def val_ndcg(c, weights: dict, models: list) -> float:  # the mean over the inner splits
         return float(np.mean([_val_ndcg(m, val, weights, c) for m, (_, val) in zip(models, splits)]))
 
+    timed = [inner.assign(user_id=inner["user_id"].astype(str), item_id=inner["item_id"].astype(str),
+                          ts=pd.to_datetime(inner["ts"], utc=True)) for inner, _ in splits]  # cf recency inputs
+
     best, chosen = -1.0, None
     cf_grid = itertools.product(CF_RATING, CF_REG, CF_DROPOUT) if not keep_cf else [
         (cfg.recommend.cf_rating_power, cfg.recommend.cf_reg, cfg.recommend.cf_dropout)]
@@ -139,9 +139,7 @@ def tune(interactions: pd.DataFrame, catalogue: Catalogue, profile: str, overrid
                                   f"recommend.cf_rating_power={power}", "recommend.cf_recency_half_life=null"])
         models = [fit(inner, catalogue, c) for inner, _ in splits]  # B does not depend on the recency of x_u: swap it in
         for half in CF_RECENCY if not keep_cf else [cfg.recommend.cf_recency_half_life]:
-            for model, (inner, _) in zip(models, splits):
-                ts = inner.assign(user_id=inner["user_id"].astype(str), item_id=inner["item_id"].astype(str),
-                                  ts=pd.to_datetime(inner["ts"], utc=True))
+            for model, ts in zip(models, timed):
                 model.cf_input = rec.cf_input_matrix(model, ts, half)
             score = val_ndcg(c, {"cf": 1.0}, models)
             if score > best:

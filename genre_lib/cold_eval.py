@@ -1,7 +1,7 @@
 """The cold_items protocol's parts outside one split: the classifier rescored without the cold items'
-labels, and the item folds. eval.cold_folds = N > 1 evaluates N disjoint item folds in turn (fold f
-holds out the items whose seeded hash falls in [f x share, (f + 1) x share), each with a classifier
-that never saw that fold's labels); metrics.json's models are then the folds' means. One fold is
+labels, and the item folds. eval.cold_folds = N > 1 evaluates N disjoint item folds in turn (the
+folds are splits.cold_items', each with a classifier that never saw that fold's labels);
+metrics.json's models are then the folds' means. One fold is
 one draw of the catalogue, and which items a draw holds moves the scores far more than the scorers
 differ: on ML-100k, four draws of a fifth of the items gave genre nDCG@10 0.10-0.16 and content
 0.08-0.20, each scorer beating the other on some draws."""
