@@ -222,3 +222,51 @@ def test_ab_variants_are_scored_on_their_reranked_lists(data):
     assert block["control"]["users"] == reranked["users"]
     for m in ("ndcg@5", "precision@5", "recall@5", "map@5"):
         assert block["control"][m] == pytest.approx(reranked[m], abs=1e-12)
+
+
+def test_path_contributions_sum_to_the_prediction_and_name_the_reasons(data):
+    inter, cat = data
+    cfg = cfg_with("rerank.enabled=on", "rerank.n_estimators=40", "rerank.early_stopping_rounds=40")
+    rr, _ = rerank.fit(inter, cat, cfg, None, FIRST)
+    assert rr.booster.num_trees() > 5
+    model = full_model(inter, cat, cfg)
+    x = rerank.features(model, rerank.side_data(model, inter, 5), rerank.candidates(model, cfg.recommend, 30, FIRST), FIRST)
+    contrib = rerank.path_contributions(rr.booster, x.to_numpy(), 1)
+    assert contrib.shape == (len(x), len(rerank.FEATURES) + 1)
+    np.testing.assert_allclose(contrib.sum(1), rr.predict(x), rtol=1e-9, atol=1e-9)
+    unused = rr.booster.feature_importance("split") == 0
+    assert unused.any() and (contrib[:, :-1][:, unused] == 0).all()  # only features the trees split on
+    assert np.ptp(contrib[:, -1]) == 0  # the base value is the same for every row
+    # the reason of a listed item names its largest positive contributor
+    top = rr.rank(model, inter, cfg.recommend)
+    cand = rerank.candidates(model, cfg.recommend, 30, FIRST)
+    row = pd.Index(list(zip(cand.users, cand.items))).get_indexer(list(zip(top.users, top.items)))
+    c = contrib[row]
+    for j in range(len(top.users)):
+        best = int(np.argmax(c[j, :-1]))
+        head = top.reasons[j].split(" | ")[0]
+        assert (rerank.LABELS[rerank.FEATURES[best]] in head) if c[j, best] > 0 else head == "rerank: blend"
+
+
+def test_fast_feature_paths_match_the_general_ones(monkeypatch):
+    from genre_lib import rerank_features as rf
+
+    rng = np.random.default_rng(3)
+    vec = rng.normal(size=(50, 8)).astype(np.float32)
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    items, last = rng.integers(0, 50, 400), rng.integers(-1, 50, (400, 4))
+    table = rf._slot_cos(vec, items, last)
+    monkeypatch.setattr(rf, "_TABLE_ENTRIES", 0)
+    np.testing.assert_allclose(table, rf._slot_cos(vec, items, last), atol=1e-6)
+    users = np.repeat(np.arange(40), 10)  # candidates: users in runs of equal length
+    v = rng.integers(0, 4, 400).astype(float)  # ties: broken by row order
+    v[rng.integers(0, 400, 30)] = np.nan
+    runs = rf._rank_within(users, v)
+    perm = rng.permutation(400)  # shuffled rows: the general path
+    general = np.empty(400)
+    general[perm] = rf._rank_within(users[perm], v[perm])
+    order = np.lexsort((np.arange(400), -np.nan_to_num(v, nan=-np.inf), users))
+    expect = np.empty(400)
+    expect[order] = np.tile(np.arange(1, 11), 40)
+    np.testing.assert_array_equal(runs, expect)
+    assert set(general.astype(int)) == set(range(1, 11)) and (np.sort(general) == np.sort(expect)).all()
