@@ -146,6 +146,9 @@ class RerankConfig(_Section):
     max_train_users: Optional[int] = Field(2000, ge=10)  # cost cap: a seeded sample of labelled users
     last_items: int = Field(5, ge=1)  # the user's newest items the sequence features compare with
     ablations: bool = True  # evaluate: retrain without each feature group (rerank-<group>)
+    # recommend trains the trees at most once per N nights: a night reuses the newest `genre-reranker`
+    # version registered for the same config on one of the N nights up to it (never a later night's); 1: every night
+    retrain_days: int = Field(1, ge=1)
     threads: int = Field(2, ge=1)
     seed: int = 7
 

@@ -239,41 +239,23 @@ def evaluation_rank(rankers: dict, model, train_df: pd.DataFrame, users: np.ndar
 
 
 def night(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage) -> tuple[Optional[Reranker], dict]:
-    """The recommend stage's part: trees trained on a split of the night's history, logged to the
-    active MLflow run; (the re-ranker, or None where auto drops it, stage metrics)."""
-    rr, data = fit(history, catalogue, cfg, run_date, first)
-    log_to_mlflow(rr, data.x.iloc[:200])
+    """The recommend stage's part: the trees of an earlier night (rerank.retrain_days > 1, a version
+    registered for the same config in the window) or trees trained on a split of the night's
+    history, logged to the active MLflow run and registered; (the re-ranker, or None where auto
+    drops it, stage metrics)."""
+    from genre_lib import rerank_registry as registry
+
+    found = registry.reusable(cfg, run_date)
+    if found is not None:
+        booster, decision, version = found
+        rr = Reranker(booster, list(booster.feature_name()), cfg, first, decision)
+        registry.note_reuse(decision, version)
+    else:
+        rr, data = fit(history, catalogue, cfg, run_date, first)
+        registry.log(rr, data.x.iloc[:200], cfg, run_date)
     d = rr.decision
-    metrics = {"rerank_kept": float(d["kept"]), "rerank_fit_seconds": d["seconds"],
-               **{f"rerank_validation_{m}_ndcg": v for m, v in d["validation"].items()}}
+    metrics = {"rerank_kept": float(d["kept"]), "rerank_reused": float(found is not None)}
+    if found is None:  # a reused version's validation belongs to the night that trained it (its tags)
+        metrics.update({"rerank_fit_seconds": d["seconds"],
+                        **{f"rerank_validation_{m}_ndcg": v for m, v in d["validation"].items()}})
     return (rr if d["kept"] else None), metrics
-
-
-def log_to_mlflow(rr: Reranker, sample: pd.DataFrame) -> None:
-    """Into the active run (none: nothing): the trees' params and decision, a feature importance
-    plot, and the model with its signature (features in, score out)."""
-    import mlflow
-    if mlflow.active_run() is None:
-        return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import mlflow.lightgbm
-    from mlflow.models import infer_signature
-
-    d = rr.decision
-    mlflow.log_params({"rerank_model.best_iteration": d["best_iteration"], "rerank_model.features": len(rr.names),
-                       "rerank_model.train_users": d["train_users"], "rerank_model.kept": d["kept"]})
-    mlflow.set_tag("rerank_decision", d["reason"])
-    mlflow.log_dict(d, "rerank/decision.json")
-    gain = rr.booster.feature_importance("gain")
-    order = np.argsort(gain)
-    fig, ax = plt.subplots(figsize=(6, 0.22 * len(order) + 1))
-    ax.barh(np.asarray(rr.names)[order], gain[order])
-    ax.set_title("re-ranker feature importance (gain)")
-    ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
-    mlflow.log_figure(fig, "rerank/feature_importance.png")
-    plt.close(fig)
-    x = sample[rr.names]
-    mlflow.lightgbm.log_model(rr.booster, name="reranker", signature=infer_signature(x, rr.predict(x)))

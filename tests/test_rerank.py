@@ -270,3 +270,42 @@ def test_fast_feature_paths_match_the_general_ones(monkeypatch):
     expect[order] = np.tile(np.arange(1, 11), 40)
     np.testing.assert_array_equal(runs, expect)
     assert set(general.astype(int)) == set(range(1, 11)) and (np.sort(general) == np.sort(expect)).all()
+
+
+def test_a_night_reuses_the_trees_registered_within_retrain_days(data, mlflow_uri, monkeypatch):
+    import datetime as dt
+
+    import mlflow
+
+    from genre_lib import rerank_registry as registry
+
+    inter, cat = data
+    mlflow.set_tracking_uri(mlflow_uri)
+    mlflow.set_experiment("genre-nightly")
+    weekly = cfg_with("rerank.enabled=on", "rerank.retrain_days=3")
+    night = dt.date(2026, 11, 20)
+    with mlflow.start_run():
+        assert registry.reusable(weekly, night) is None  # nothing registered yet
+        trained, m1 = rerank.night(inter, cat, weekly, night, FIRST)
+    assert m1["rerank_reused"] == 0.0 and "rerank_fit_seconds" in m1
+
+    fits = []
+    real_fit = rerank.fit
+    monkeypatch.setattr(rerank, "fit", lambda *a, **k: fits.append(a[3]) or real_fit(*a, **k))
+    with mlflow.start_run() as run:
+        reused, m2 = rerank.night(inter, cat, weekly, night + dt.timedelta(days=2), FIRST)
+    assert not fits and m2 == {"rerank_kept": 1.0, "rerank_reused": 1.0}
+    assert reused.decision == trained.decision and reused.names == trained.names
+    model = full_model(inter, cat, weekly)
+    x = rerank.features(model, rerank.side_data(model, inter, 5), rerank.candidates(model, weekly.recommend, 30, FIRST), FIRST)
+    np.testing.assert_allclose(reused.predict(x), trained.predict(x), rtol=1e-12)
+    tags = mlflow.MlflowClient().get_run(run.info.run_id).data.tags
+    assert tags["rerank_trees"] == f"{registry.NAME} v1, trained for 2026-11-20"
+
+    with mlflow.start_run():
+        assert registry.reusable(weekly, night + dt.timedelta(days=3)) is None  # older than the window
+        assert registry.reusable(weekly, night - dt.timedelta(days=1)) is None  # a backfill: never later trees
+        assert registry.reusable(cfg_with("rerank.enabled=on", "rerank.retrain_days=3", "rerank.num_leaves=7"),
+                                 night) is None  # other settings, other trees
+        assert registry.reusable(cfg_with("rerank.enabled=on"), night) is None  # 1: every night trains
+        assert registry.reusable(weekly, night) is not None
