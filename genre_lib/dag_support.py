@@ -165,6 +165,7 @@ OTHER_INPUTS = {
     "clean_interactions": "raw interaction files and the item catalogue under `data.path` (nights D - "
                           "`clean.late_days` .. D; on a new lake every earlier raw day)",
     "train_classifier": "the `genre-classifier` champion in the MLflow model registry",
+    "recommend": "with `rerank.retrain_days` > 1, the `genre-reranker` versions in the MLflow model registry",
     "publish": "the serving store's current version (`publish.store`)",
 }
 
