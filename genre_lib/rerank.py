@@ -252,7 +252,7 @@ def night(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage) ->
         registry.note_reuse(decision, version)
     else:
         rr, data = fit(history, catalogue, cfg, run_date, first)
-        registry.log(rr, data.x.iloc[:200], cfg, run_date)
+        registry.register(rr, data.x.iloc[:200], cfg, run_date)
     d = rr.decision
     metrics = {"rerank_kept": float(d["kept"]), "rerank_reused": float(found is not None)}
     if found is None:  # a reused version's validation belongs to the night that trained it (its tags)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from typing import Optional
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 from genre_lib.rerank_features import FEATURES
 
 NAME = "genre-reranker"
+log = logging.getLogger("genre.rerank")
 
 
 def fingerprint(cfg) -> str:
@@ -38,13 +40,16 @@ def reusable(cfg, run_date) -> Optional[tuple]:
     night = dt.date.fromisoformat(str(run_date))
     first, last = str(night - dt.timedelta(days=n - 1)), str(night)
     versions = mlflow.MlflowClient().search_model_versions(f"name='{NAME}' and tags.fingerprint='{fingerprint(cfg)}'")
-    ok = [v for v in versions if first <= v.tags.get("trained_ds", "") <= last]
-    if not ok:
-        return None
-    v = max(ok, key=lambda v: (v.tags["trained_ds"], int(v.version)))
     import mlflow.lightgbm
 
-    return mlflow.lightgbm.load_model(f"models:/{NAME}/{v.version}"), json.loads(v.tags["decision"]), v
+    for v in sorted((v for v in versions if first <= v.tags.get("trained_ds", "") <= last),
+                    key=lambda v: (v.tags["trained_ds"], int(v.version)), reverse=True):
+        try:
+            return mlflow.lightgbm.load_model(f"models:/{NAME}/{v.version}"), json.loads(v.tags["decision"]), v
+        except Exception as e:  # noqa: BLE001 - artifacts gone or unreadable: an older version, else train
+            log.warning("%s v%s (trained for %s) cannot be loaded, not reused: %s", NAME, v.version,
+                        v.tags["trained_ds"], e)
+    return None
 
 
 def note_reuse(decision: dict, version) -> None:
@@ -55,7 +60,7 @@ def note_reuse(decision: dict, version) -> None:
     mlflow.set_tags({"rerank_trees": trees, "rerank_decision": f"{decision['reason']} (reused: {trees})"})
 
 
-def log(rr, sample: pd.DataFrame, cfg, run_date) -> None:
+def register(rr, sample: pd.DataFrame, cfg, run_date) -> None:
     """Into the active run (none: nothing): the trees' params and decision, a feature importance
     plot, and the model with its signature (features in, score out), registered as a version of
     NAME with the tags `reusable` reads."""

@@ -276,6 +276,7 @@ def test_a_night_reuses_the_trees_registered_within_retrain_days(data, mlflow_ur
     import datetime as dt
 
     import mlflow
+    import mlflow.lightgbm
 
     from genre_lib import rerank_registry as registry
 
@@ -309,3 +310,8 @@ def test_a_night_reuses_the_trees_registered_within_retrain_days(data, mlflow_ur
                                  night) is None  # other settings, other trees
         assert registry.reusable(cfg_with("rerank.enabled=on"), night) is None  # 1: every night trains
         assert registry.reusable(weekly, night) is not None
+
+        def gone(uri):
+            raise OSError(f"{uri}: no such artifact")
+        monkeypatch.setattr(mlflow.lightgbm, "load_model", gone)
+        assert registry.reusable(weekly, night) is None  # unreadable trees: the night trains instead
