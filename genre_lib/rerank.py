@@ -30,7 +30,7 @@ import pandas as pd
 from genre_lib.explain import explain
 from genre_lib.genres import genre_weights
 from genre_lib.metrics import per_user_metrics
-from genre_lib.rerank_features import (COMPONENTS, FEATURES, GROUPS, LABELS, _rank_within,  # noqa: F401
+from genre_lib.rerank_features import (COMPONENTS, FEATURES, GROUPS, LABELS, _rank_within,
                                       features, side_data)
 from genre_lib.splits import new_items, split
 
