@@ -196,6 +196,13 @@ def test_recommend_stage_off_is_the_blend_and_on_logs_the_model(data, tmp_path, 
     model_info = mlflow.models.get_model_info(f"models:/{logged[0].model_id}")
     assert [c.name for c in model_info.signature.inputs.inputs] == rerank.FEATURES
 
+    # a rerun of the night with a weekly cadence ranks with the trees just registered: same table
+    with mlflow.start_run():
+        again = rec.run(JobContext.of("recommend", cfg_with(f"lake.root={lake.root}", "rerank.enabled=on",
+                                                            "rerank.retrain_days=7"), ds))
+    assert again["rerank_reused"] == 1.0 and "rerank_fit_seconds" not in again
+    pd.testing.assert_frame_equal(lake.read_pandas("recommendations", ds), on)
+
 
 def test_ab_variants_are_scored_on_their_reranked_lists(data):
     """With the re-ranker kept, variants_ab scores what the recommend stage would publish: each arm's
