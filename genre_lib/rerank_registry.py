@@ -88,8 +88,10 @@ def register(rr, sample: pd.DataFrame, cfg, run_date) -> None:
     mlflow.log_figure(fig, "rerank/feature_importance.png")
     plt.close(fig)
     x = sample[rr.names]
+    # requirements given, not inferred: inference runs a subprocess that costs 3-4 s a night
     info = mlflow.lightgbm.log_model(rr.booster, name="reranker", signature=infer_signature(x, rr.predict(x)),
-                                     registered_model_name=NAME)
+                                     registered_model_name=NAME,
+                                     pip_requirements=mlflow.lightgbm.get_default_pip_requirements())
     client = mlflow.MlflowClient()
     tags = {"fingerprint": fingerprint(cfg), "trained_ds": "" if run_date is None else str(run_date),
             "kept": str(d["kept"]), "decision": json.dumps(d)}

@@ -195,6 +195,9 @@ def test_recommend_stage_off_is_the_blend_and_on_logs_the_model(data, tmp_path, 
     assert logged and logged[0].name == "reranker"
     model_info = mlflow.models.get_model_info(f"models:/{logged[0].model_id}")
     assert [c.name for c in model_info.signature.inputs.inputs] == rerank.FEATURES
+    import lightgbm
+    reqs = open(mlflow.pyfunc.get_model_dependencies(f"models:/{logged[0].model_id}")).read()
+    assert f"lightgbm=={lightgbm.__version__}" in reqs
 
     # a rerun of the night with a weekly cadence ranks with the trees just registered: same table
     with mlflow.start_run():
