@@ -30,8 +30,9 @@ import pandas as pd
 from genre_lib.explain import explain
 from genre_lib.genres import genre_weights
 from genre_lib.metrics import per_user_metrics
-from genre_lib.rerank_features import (COMPONENTS, FEATURES, GROUPS, LABELS, _rank_within,
-                                      features, side_data)
+from genre_lib import rerank_registry as registry
+from genre_lib.rerank_features import (COMPONENTS, FEATURES, GROUPS, LABELS, _rank_within, features,
+                                      run_lengths, side_data)
 from genre_lib.splits import new_items, split
 
 
@@ -54,17 +55,20 @@ def _labels(model, top, truth: pd.DataFrame) -> np.ndarray:
     return np.isin(top.users * model.n_items + top.items, u[ok] * model.n_items + i[ok]).astype(np.float32)
 
 
-def _groups(users: np.ndarray) -> np.ndarray:
-    return np.diff(np.r_[np.flatnonzero(np.r_[True, np.diff(users) != 0]), len(users)])
+def _best(users: np.ndarray, score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of each user's k highest `score` (ties in row order), in user then rank order, and
+    their ranks."""
+    rank = _rank_within(users, score)
+    keep = np.flatnonzero(rank <= k)
+    keep = keep[np.lexsort((rank[keep], users[keep]))]
+    return keep, rank[keep].astype(int)
 
 
 def _recs(model, top, score: np.ndarray, k: int) -> pd.DataFrame:
     """Each user's k candidates with the highest `score` as (user_id, item_id, rank)."""
-    order = np.lexsort((-score, top.users))
-    rank = _rank_within(top.users, score)[order]
-    keep = order[rank <= k]
+    keep, rank = _best(top.users, score, k)
     return pd.DataFrame({"user_id": model.user_ids[top.users[keep]], "item_id": model.item_ids[top.items[keep]],
-                         "rank": rank[rank <= k].astype(int)})
+                         "rank": rank})
 
 
 @dataclass
@@ -108,7 +112,7 @@ def train(data: TrainingSet, rc, k: int, names: list[str]):
               "learning_rate": rc.learning_rate, "min_child_samples": rc.min_child_samples,
               "feature_fraction": rc.feature_fraction, "num_threads": rc.threads, "seed": rc.seed,
               "deterministic": True, "force_row_wise": True, "verbose": -1}
-    sets = [lgb.Dataset(data.x.iloc[r][names].to_numpy(), data.y[r], group=_groups(data.top.users[r]),
+    sets = [lgb.Dataset(data.x.iloc[r][names].to_numpy(), data.y[r], group=run_lengths(data.top.users[r]),
                         feature_name=names, free_raw_data=True) for r in (data.fitting, data.stopping)]
     return lgb.train(params, sets[0], rc.n_estimators, valid_sets=[sets[1]],
                      callbacks=[lgb.early_stopping(rc.early_stopping_rounds, verbose=False)])
@@ -162,13 +166,10 @@ class Reranker:
         top = candidates(model, rc, self.cfg.rerank.candidates, self.first, users)
         x = features(model, side_data(model, interactions, self.cfg.rerank.last_items), top, self.first)
         s = self.predict(x)
-        order = np.lexsort((-s, top.users))
-        rank = _rank_within(top.users, s)[order]
-        keep = order[rank <= rc.top_n]
+        keep, rank = _best(top.users, s, rc.top_n)
         comps = {c: (v[keep] if c in top.weights else np.full(len(keep), np.nan, np.float32))
                  for c, v in top.components.items()}
-        out = replace(top, users=top.users[keep], items=top.items[keep], rank=rank[rank <= rc.top_n].astype(int),
-                      score=s[keep], components=comps)
+        out = replace(top, users=top.users[keep], items=top.items[keep], rank=rank, score=s[keep], components=comps)
         out.reasons = self.reasons(model, out, x.iloc[keep])
         return out
 
@@ -243,8 +244,6 @@ def night(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage) ->
     registered for the same config in the window) or trees trained on a split of the night's
     history, logged to the active MLflow run and registered; (the re-ranker, or None where auto
     drops it, stage metrics)."""
-    from genre_lib import rerank_registry as registry
-
     found = registry.reusable(cfg, run_date)
     if found is not None:
         booster, decision, version = found

@@ -47,22 +47,25 @@ def _pct(x: np.ndarray) -> np.ndarray:
     return rankdata(x) / max(len(x), 1)
 
 
+def run_lengths(users: np.ndarray) -> np.ndarray:
+    """Lengths of the runs of equal consecutive values (a user's rows, when grouped)."""
+    return np.diff(np.r_[np.flatnonzero(np.r_[True, np.diff(users) != 0]), len(users)]) if len(users) else np.zeros(0, int)
+
+
 def _rank_within(users: np.ndarray, v: np.ndarray) -> np.ndarray:
     """1-based rank of v (descending, NaN last, ties in row order) among the rows of the same user."""
     key = -np.nan_to_num(np.asarray(v, float), nan=-np.inf)
     n = len(v)
-    sizes = np.diff(np.r_[np.flatnonzero(np.r_[True, users[1:] != users[:-1]]), n]) if n else np.zeros(0, int)
+    sizes = run_lengths(users)
     if n and (np.diff(users) >= 0).all() and (sizes == sizes[0]).all():  # candidates: users in runs of M
         m = sizes[0]
         out = np.empty((n // m, m))
         np.put_along_axis(out, np.argsort(key.reshape(-1, m), axis=1, kind="stable"), np.arange(1, m + 1), axis=1)
         return out.ravel()
     order = np.lexsort((key, users))
-    su = users[order]
-    start = np.r_[0, np.flatnonzero(np.diff(su)) + 1]
-    pos = np.arange(n) - np.repeat(start, np.diff(np.r_[start, n]))
+    sizes = run_lengths(users[order])
     out = np.empty(n)
-    out[order] = pos + 1
+    out[order] = np.arange(n) - np.repeat(np.cumsum(sizes) - sizes, sizes) + 1
     return out
 
 

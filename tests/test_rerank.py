@@ -240,7 +240,8 @@ def test_path_contributions_sum_to_the_prediction_and_name_the_reasons(data):
     rr, _ = rerank.fit(inter, cat, cfg, None, FIRST)
     assert rr.booster.num_trees() > 5
     model = full_model(inter, cat, cfg)
-    x = rerank.features(model, rerank.side_data(model, inter, 5), rerank.candidates(model, cfg.recommend, 30, FIRST), FIRST)
+    cand = rerank.candidates(model, cfg.recommend, 30, FIRST)
+    x = rerank.features(model, rerank.side_data(model, inter, 5), cand, FIRST)
     contrib = rerank.path_contributions(rr.booster, x.to_numpy(), 1)
     assert contrib.shape == (len(x), len(rerank.FEATURES) + 1)
     np.testing.assert_allclose(contrib.sum(1), rr.predict(x), rtol=1e-9, atol=1e-9)
@@ -249,7 +250,6 @@ def test_path_contributions_sum_to_the_prediction_and_name_the_reasons(data):
     assert np.ptp(contrib[:, -1]) == 0  # the base value is the same for every row
     # the reason of a listed item names its largest positive contributor
     top = rr.rank(model, inter, cfg.recommend)
-    cand = rerank.candidates(model, cfg.recommend, 30, FIRST)
     row = pd.Index(list(zip(cand.users, cand.items))).get_indexer(list(zip(top.users, top.items)))
     c = contrib[row]
     for j in range(len(top.users)):
