@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -34,29 +35,25 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for p in (ROOT, ROOT / "bench"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
 
 from genre_lib import recommend as rec  # noqa: E402
 from genre_lib import rerank  # noqa: E402
 from genre_lib.catalogue import Catalogue  # noqa: E402
 from genre_lib.config import load_config  # noqa: E402
-from genre_lib.datasets import synthetic  # noqa: E402
+from genre_lib.genres import genre_weights  # noqa: E402
+import synthetic_quality  # noqa: E402
 
 ML1M = ["data.synthetic.users=6040", "data.synthetic.items=3706", "data.synthetic.interactions=1000000"]
 
 
 def load(cfg) -> tuple[pd.DataFrame, Catalogue]:
-    sc = cfg.data.synthetic
-    rng = np.random.default_rng(sc.seed)  # the generator's own draws, clean rows only
-    items = synthetic.make_items(sc, rng)
-    inter = synthetic.make_interactions(sc, items, rng).drop(columns="ds")
-    scores = items[["item_id", "genres"]].explode("genres").dropna().rename(columns={"genres": "genre"})
-    scores = scores.assign(probability=1.0)[["item_id", "genre", "probability"]]
-    vec = np.random.default_rng(0).normal(size=(len(items), 384)).astype(np.float32)
+    inter, cat = synthetic_quality.load(cfg)  # the generator's own draws, clean rows only
+    vec = np.random.default_rng(0).normal(size=(len(cat.items), 384)).astype(np.float32)
     vec /= np.linalg.norm(vec, axis=1, keepdims=True)
-    emb = pd.DataFrame({"item_id": items["item_id"], "vector": list(vec)})
-    return inter, Catalogue(items=items[["item_id", "title", "genres"]], item_genre_scores=scores, embeddings=emb)
+    return inter, replace(cat, embeddings=pd.DataFrame({"item_id": cat.items["item_id"], "vector": list(vec)}))
 
 
 def main() -> None:
@@ -71,7 +68,7 @@ def main() -> None:
     t0 = time.time()
     inter, cat = load(cfg)
     run_date = pd.to_datetime(inter["ts"], utc=True).max().date()
-    weights = rerank.genre_weights(inter, cat, cfg.genres, run_date)  # the published table: an input
+    weights = genre_weights(inter, cat, cfg.genres, run_date)  # the published table: an input
     print(f"data: {inter['user_id'].nunique()} users x {inter['item_id'].nunique()} items, {len(inter)} rows "
           f"({time.time() - t0:.0f}s to generate); rerank: candidates {cfg.rerank.candidates}, threads "
           f"{cfg.rerank.threads}, max_train_users {cfg.rerank.max_train_users}; torch threads "
