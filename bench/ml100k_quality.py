@@ -19,7 +19,9 @@ over them), every candidate is fitted on the inner train and scored by nDCG@10 o
 part, then the chosen values are fitted on the whole training split and the test table is printed
 once. Stage 1 picks cf_rating_power, cf_reg, cf_dropout and cf_recency_half_life for cf alone; stage 2
 the genre weights' half_life_days (which also decays the content profile), rating_weighted,
-shrinkage and the genre scorer's form, judged by the blend at the profile's weights; stage 3
+shrinkage and the genre scorer's form, judged by the blend at the profile's other weights and the
+genre weight (>= 0.1, from stage 3's grid) that suits each candidate best, since the forms' scales
+differ (the mixture form pays at weights the seed's R never would); stage 3
 the blend weights (cf = 1) of genre, content and popularity. A candidate replaces the incumbent only when it
 is strictly better, and the grids run from the simplest value up, so ties keep the smaller weight.
 """
@@ -58,12 +60,12 @@ CF_REG = (25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
 CF_DROPOUT = (0.5, 0.67, 0.8)
 CF_RECENCY = (None, 1.5, 3.0, 6.0, 12.0, 30.0)
 CF_RATING = (0.0, 0.5, 1.0)
-W_GENRE = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5)
+W_GENRE = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5, 3.0, 6.0, 10.0, 20.0)
 # genre weights (genres.*: the published user_genre_weights and the content profile's decay)
 G_HALF_LIFE = (None, 3.0, 7.0, 14.0, 30.0, 90.0)
 G_RATING_WEIGHTED = (False, True)
 G_SHRINKAGE = (0.0, 2.0, 10.0, 50.0)
-G_SCORER = ("seed", "share", "popularity")
+G_SCORER = ("seed", "share", "popularity", "mixture")
 W_CONTENT = (0.0, 0.02, 0.05, 0.1, 0.2)
 W_POPULARITY = (0.0, 0.02, 0.05, 0.1, 0.2)
 
@@ -154,10 +156,12 @@ def tune(interactions: pd.DataFrame, catalogue: Catalogue, profile: str, overrid
             k = [f"genres.half_life_days={'null' if half is None else half}", f"genres.rating_weighted={str(rated).lower()}",
                  f"genres.shrinkage={shrink}", f"recommend.genre_scorer={scorer}"]
             c = load_config(profile, [*overrides, *chosen, *k])
-            # the knobs also decay the content profile: judged by the blend (the profile's weights,
-            # genre at least 0.1 so the genre weights count), not by the genre scorer alone
+            # the knobs also decay the content profile: judged by the blend (the profile's weights)
+            # at the genre weight that suits the form best (the forms' scales differ), not by the
+            # genre scorer alone
             w = c.recommend.weights.model_dump()
-            score = val_ndcg(c, {**w, "genre": max(w["genre"], 0.1)}, [fit(inner, catalogue, c) for inner, _ in splits])
+            models = [fit(inner, catalogue, c) for inner, _ in splits]
+            score = max(val_ndcg(c, {**w, "genre": g}, models) for g in W_GENRE if g >= 0.1)
             if score > best_g:
                 best_g, knobs = score, k
         print(f"  stage 2 (genre weights, in the blend): {' '.join(knobs)} -> validation nDCG@10 {best_g:.4f}")

@@ -102,8 +102,11 @@ class RecommendConfig(_Section):
     # genre scorer, as P(i|u) = sum_c P(c|u) P(i|c) with P(c|u) = w_uc: "seed" ranks by the seed's
     # R(u,i) (P(i|c) ~ s(i,c)); "share" takes P(i|c) uniform within genre c (a big genre does not
     # crowd out a small one); "popularity" takes P(i|c) ~ s(i,c) x the item's training users + 1
-    # (genre-conditional popularity). Column genre_r holds the seed's R whichever ranks.
-    genre_scorer: Literal["seed", "share", "popularity"] = "seed"
+    # (genre-conditional popularity); "mixture" fits tau_u and P(i|c) by EM (genre_lib/mixture.py:
+    # mixture_passes over the users, mixture_steps per user). Column genre_r holds the seed's R.
+    genre_scorer: Literal["seed", "share", "popularity", "mixture"] = "seed"
+    mixture_passes: int = Field(10, ge=0, le=100)
+    mixture_steps: int = Field(5, ge=1, le=100)
     block_users: int = Field(4096, ge=1)
     # item-item autoencoder (EASE family): L2 penalty lambda, and the dropout emphasis p of DLAE
     # (Steck 2020; penalty p/(1-p) * item count on each item). p = 0 is EASE^R. Tuned on ML-100k.

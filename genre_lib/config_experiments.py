@@ -93,7 +93,7 @@ DEFAULT_SPACE = {
     "recommend.cf_reg": {"low": 10.0, "high": 3000.0, "log": True},
     "recommend.cf_dropout": {"low": 0.0, "high": 0.9},
     "recommend.cf_rating_power": {"low": 0.0, "high": 2.0},
-    "recommend.genre_scorer": {"choices": ["seed", "share", "popularity"]},
+    "recommend.genre_scorer": {"choices": ["seed", "share", "popularity", "mixture"]},
     "genres.half_life_days": {"low": 1.0, "high": 365.0, "log": True},
     "genres.rating_weighted": {"choices": [False, True]},
     "genres.shrinkage": {"low": 0.0, "high": 50.0},

@@ -17,6 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from genre_lib.catalogue import Catalogue
+from genre_lib import mixture
 from genre_lib.cf import ease_from_gram, item_knn, rating_matrix, recency_matrix
 from genre_lib.config import GenresConfig, RecommendConfig
 
@@ -42,6 +43,8 @@ class Model:
     genre_scale: Optional[np.ndarray] = None        # genres: n_items / M_c (genre_scorer share, popularity)
     genre_item_weight: Optional[np.ndarray] = None  # items: 1 (share) or training users + 1 (popularity)
     item_users: Optional[np.ndarray] = None    # items, float64: distinct training users (all blocks)
+    genre_phi: Optional[np.ndarray] = None     # items x genres, P(i|c) (genre_scorer mixture)
+    user_taste: Optional[np.ndarray] = None    # users x genres, tau_u (genre_scorer mixture)
     history_end: Optional[pd.Timestamp] = None  # newest ts of the training data (content decay's "now")
     available: dict = field(default_factory=dict)
 
@@ -156,12 +159,23 @@ def fit_items(blocks, catalogue: Catalogue, rc: RecommendConfig, gc: GenresConfi
                   seen=sp.csr_matrix((0, len(item_ids)), dtype=np.float32), user_genre=np.zeros((0, len(genres))),
                   item_genre=s, item_has_genre=has, popularity=np.log1p(users_per_item).astype(np.float32),
                   item_users=users_per_item, history_end=end if end is not None else pd.Timestamp.now(tz="UTC"))
-    if rc.genre_scorer != "seed" and len(genres):
+    if rc.genre_scorer in ("share", "popularity") and len(genres):
         # s(i,c) x item_weight_i / M_c, M_c = sum_j s(j,c) item_weight_j, scaled to mean ~1
         item_w = np.ones(len(item_ids)) if rc.genre_scorer == "share" else users_per_item + 1.0
         mass = (s * item_w[:, None]).sum(0)
         model.genre_scale = np.where(mass > 0, len(item_ids) / np.where(mass > 0, mass, 1.0), 0.0)
         model.genre_item_weight = item_w
+    if rc.genre_scorer == "mixture" and len(genres):
+        member = mixture.support(s, has)
+        phi = mixture.item_start(member, users_per_item)
+        for _ in range(rc.mixture_passes):  # EM: every block's tastes for this phi, then the next phi
+            sums = np.zeros_like(phi)
+            for raw in blocks():
+                df = _prepared(raw)
+                x = _seen(df, pd.Index(df["user_id"].unique()), iidx).astype(np.float64)
+                sums += mixture.item_update(x, phi, mixture.tastes(x, phi, None, rc.mixture_steps))
+            phi = mixture.item_finish(sums, member)
+        model.genre_phi = phi
     model.available = {"genre": len(genres) > 0, "cf": rows > 0, "popularity": rows > 0, "content": False}
 
     # cf over every item with interactions: EASE while its dense Gram inverse (O(items^3)) fits
@@ -225,6 +239,8 @@ def fit_users(items: Model, interactions: pd.DataFrame, user_weights: Optional[p
     uidx, iidx = pd.Index(user_ids), pd.Index(items.item_ids)
     seen = _seen(df, uidx, iidx)
     model = replace(items, user_ids=user_ids, seen=seen, user_genre=user_weight_matrix(user_weights, uidx, items.genres))
+    if items.genre_phi is not None:  # the published weights are where each user's EM starts
+        model.user_taste = mixture.tastes(seen.astype(np.float64), items.genre_phi, model.user_genre, rc.mixture_steps)
     if items.ease_items is not None:
         if rc.cf_rating_power > 0:
             model.cf_rating = rating_matrix(df, uidx, iidx, rc.cf_rating_power, rating_max)

@@ -9,7 +9,7 @@ Scorers (each a users x items matrix, produced one block of users at a time):
   genre       R(u,i) = sum_c w_uc s(i,c) / sum_c w_uc; w_uc the `user_genre_weights` of genres.py
               (the night's published table, or its numpy twin on a split), s(i,c) item_genre_scores
               (gamma where missing); ranked by the log of R or of its `genre_scorer` form (the
-              column `genre_r` holds R itself)
+              column `genre_r` holds R itself); `mixture`: log P(i|u) of genre_lib/mixture.py
   content     cosine(user profile, item embedding); profile = time-decayed, rating-weighted mean
   cf          item-item autoencoder, closed form: DLAE (EASE^R with dropout emphasis; past
               `cf_max_items` items a sparse cosine item-kNN takes B's place); score = x_u B,
@@ -68,6 +68,10 @@ def component_block(model: Model, name: str, rows: np.ndarray) -> torch.Tensor:
     if name == "genre":
         # log R: same ranking as R alone, and in the blend a product with the popularity prior
         # (P(item | user) ~ taste share x popularity within the genre), not a sum
+        if model.user_taste is not None:  # P(i|u) x items: mean 1, on R's scale for the floor
+            r = torch.from_numpy(model.user_taste[rows].astype(np.float32)) @ torch.from_numpy(
+                (model.genre_phi * model.n_items).astype(np.float32)).T
+            return torch.log(r + GENRE_EPS)
         s = model.item_genre
         if model.genre_scale is not None:
             s = s * model.genre_scale[None, :] * model.genre_item_weight[:, None]

@@ -357,6 +357,7 @@ def test_cold_items_protocol_ranks_only_held_out_items():
 
 
 @pytest.mark.parametrize("sets", [[], ["recommend.cf_max_items=10"], ["recommend.genre_scorer=popularity"],
+                                  ["recommend.genre_scorer=mixture"],
                                   ["recommend.cf_rating_power=1", "recommend.cf_recency_half_life=3"]])
 def test_fit_in_user_blocks_equals_one_fit(sets):
     """fit_items over user blocks, then fit_users per block: each user's scores and list as one fit on
