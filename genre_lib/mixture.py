@@ -27,6 +27,7 @@ import scipy.sparse as sp
 # Dirichlet smoothing: tau_u's prior (alpha pseudo-events per genre) and P(i|c)'s (beta per member
 # item); chosen on the default synthetic data's validation split (README, "Genre mixture")
 ALPHA, BETA = 1.0, 0.5
+_CHUNK = 1 << 22  # users x items entries per dense product (32 MB)
 
 
 def support(item_genre: np.ndarray, has_genre: np.ndarray) -> np.ndarray:
@@ -47,8 +48,13 @@ def item_start(membership: np.ndarray, item_users: np.ndarray) -> np.ndarray:
 
 
 def _ratio(x: sp.csr_matrix, rows: np.ndarray, tau: np.ndarray, phi: np.ndarray) -> sp.csr_matrix:
-    """x / P(i|u) on x's pattern (`rows`: each stored entry's row)."""
-    p = np.einsum("eg,eg->e", tau[rows], phi[x.indices])
+    """x / P(i|u) on x's pattern (`rows`: each stored entry's row). P comes from dense products of
+    a few users at a time (_CHUNK entries): BLAS, instead of gathering two rows per stored entry."""
+    p = np.empty(len(x.data))
+    step = max(1, _CHUNK // max(x.shape[1], 1))
+    for r0 in range(0, x.shape[0], step):
+        lo, hi = x.indptr[r0], x.indptr[min(r0 + step, x.shape[0])]
+        p[lo:hi] = (tau[r0:r0 + step] @ phi.T)[rows[lo:hi] - r0, x.indices[lo:hi]]
     return sp.csr_matrix((x.data / np.maximum(p, 1e-300), x.indices, x.indptr), shape=x.shape)
 
 

@@ -168,13 +168,18 @@ def fit_items(blocks, catalogue: Catalogue, rc: RecommendConfig, gc: GenresConfi
     if rc.genre_scorer == "mixture" and len(genres):
         member = mixture.support(s, has)
         phi = mixture.item_start(member, users_per_item)
-        for _ in range(rc.mixture_passes):  # EM: every block's tastes for this phi, then the next phi
-            sums = np.zeros_like(phi)
-            for raw in blocks():
+        with tempfile.TemporaryDirectory(prefix="genre-mixture-") as tmp:  # each block's history once, read per pass
+            paths = []
+            for b, raw in enumerate(blocks()):
                 df = _prepared(raw)
-                x = _seen(df, pd.Index(df["user_id"].unique()), iidx).astype(np.float64)
-                sums += mixture.item_update(x, phi, mixture.tastes(x, phi, None, rc.mixture_steps))
-            phi = mixture.item_finish(sums, member)
+                paths.append(f"{tmp}/{b}.npz")
+                sp.save_npz(paths[-1], _seen(df, pd.Index(df["user_id"].unique()), iidx), compressed=False)
+            for _ in range(rc.mixture_passes):  # EM: every block's tastes for this phi, then the next phi
+                sums = np.zeros_like(phi)
+                for path in paths:
+                    x = sp.load_npz(path)
+                    sums += mixture.item_update(x, phi, mixture.tastes(x, phi, None, rc.mixture_steps))
+                phi = mixture.item_finish(sums, member)
         model.genre_phi = phi
     model.available = {"genre": len(genres) > 0, "cf": rows > 0, "popularity": rows > 0, "content": False}
 
