@@ -105,7 +105,7 @@ class RecommendConfig(_Section):
     # (genre-conditional popularity); "mixture" fits tau_u and P(i|c) by EM (genre_lib/mixture.py:
     # mixture_passes over the users, mixture_steps per user). Column genre_r holds the seed's R.
     genre_scorer: Literal["seed", "share", "popularity", "mixture"] = "seed"
-    mixture_passes: int = Field(10, ge=0, le=100)
+    mixture_passes: int = Field(10, ge=1, le=100)
     mixture_steps: int = Field(5, ge=1, le=100)
     block_users: int = Field(4096, ge=1)
     # item-item autoencoder (EASE family): L2 penalty lambda, and the dropout emphasis p of DLAE

@@ -159,7 +159,7 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
                     model, plain, k, rc.block_users, users=users, candidates=candidates).items()}
             if "genre-labels" in variants:
                 s, has, _ = rec.item_genre_matrix(labels, model.item_ids, rc.gamma, model.genres)
-                truth = replace(model, item_genre=s, item_has_genre=has)
+                truth = rec.with_item_genres(model, s, has)
                 ranked["genre-labels"] = (truth, rec.recommend(truth, {"genre": 1.0}, k, rc.block_users,
                                                                users=users, candidates=candidates))
             if "random" in variants:

@@ -44,6 +44,7 @@ class Model:
     genre_item_weight: Optional[np.ndarray] = None  # items: 1 (share) or training users + 1 (popularity)
     item_users: Optional[np.ndarray] = None    # items, float64: distinct training users (all blocks)
     genre_phi: Optional[np.ndarray] = None     # items x genres, P(i|c) (genre_scorer mixture)
+    genre_sums: Optional[np.ndarray] = None    # items x genres, the EM's summed responsibilities phi came from
     user_taste: Optional[np.ndarray] = None    # users x genres, tau_u (genre_scorer mixture)
     history_end: Optional[pd.Timestamp] = None  # newest ts of the training data (content decay's "now")
     available: dict = field(default_factory=dict)
@@ -160,11 +161,8 @@ def fit_items(blocks, catalogue: Catalogue, rc: RecommendConfig, gc: GenresConfi
                   item_genre=s, item_has_genre=has, popularity=np.log1p(users_per_item).astype(np.float32),
                   item_users=users_per_item, history_end=end if end is not None else pd.Timestamp.now(tz="UTC"))
     if rc.genre_scorer in ("share", "popularity") and len(genres):
-        # s(i,c) x item_weight_i / M_c, M_c = sum_j s(j,c) item_weight_j, scaled to mean ~1
-        item_w = np.ones(len(item_ids)) if rc.genre_scorer == "share" else users_per_item + 1.0
-        mass = (s * item_w[:, None]).sum(0)
-        model.genre_scale = np.where(mass > 0, len(item_ids) / np.where(mass > 0, mass, 1.0), 0.0)
-        model.genre_item_weight = item_w
+        model.genre_item_weight = np.ones(len(item_ids)) if rc.genre_scorer == "share" else users_per_item + 1.0
+        model = with_item_genres(model, s, has)
     if rc.genre_scorer == "mixture" and len(genres):
         member = mixture.support(s, has)
         phi = mixture.item_start(member, users_per_item)
@@ -180,7 +178,7 @@ def fit_items(blocks, catalogue: Catalogue, rc: RecommendConfig, gc: GenresConfi
                     x = sp.load_npz(path)
                     sums += mixture.item_update(x, phi, mixture.tastes(x, phi, None, rc.mixture_steps))
                 phi = mixture.item_finish(sums, member)
-        model.genre_phi = phi
+        model.genre_phi, model.genre_sums = phi, sums
     model.available = {"genre": len(genres) > 0, "cf": rows > 0, "popularity": rows > 0, "content": False}
 
     # cf over every item with interactions: EASE while its dense Gram inverse (O(items^3)) fits
@@ -224,6 +222,19 @@ def fit_items(blocks, catalogue: Catalogue, rc: RecommendConfig, gc: GenresConfi
         t = catalogue.items.assign(item_id=catalogue.items["item_id"].astype(str)).drop_duplicates("item_id")
         model.titles = t.set_index("item_id")["title"].reindex(item_ids).to_numpy(dtype=object)
     return model
+
+
+def with_item_genres(model: Model, s: np.ndarray, has: np.ndarray) -> Model:
+    """`model` with the item genre scores s (items x genres, as item_genre_matrix gives them) in every
+    field the genre forms derive from them (evaluate's genre-labels swaps in the true labels)."""
+    out = replace(model, item_genre=s, item_has_genre=has)
+    if model.genre_item_weight is not None:
+        # share / popularity: s(i,c) x item_weight_i / M_c, M_c = sum_j s(j,c) item_weight_j, scaled to mean ~1
+        mass = (s * model.genre_item_weight[:, None]).sum(0)
+        out.genre_scale = np.where(mass > 0, model.n_items / np.where(mass > 0, mass, 1.0), 0.0)
+    if model.genre_sums is not None:  # mixture: phi's prior is the item's genre scores
+        out.genre_phi = mixture.item_finish(model.genre_sums, mixture.support(s, has))
+    return out
 
 
 def _seen(df: pd.DataFrame, uidx: pd.Index, iidx: pd.Index) -> sp.csr_matrix:

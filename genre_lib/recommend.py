@@ -34,7 +34,7 @@ from genre_lib import ab, rerank, spark_rank
 from genre_lib.catalogue import Catalogue
 from genre_lib.cf import ease, item_knn, rating_matrix, recency_matrix  # noqa: F401  (rec.* in tests)
 from genre_lib.model import (Model, cf_input_matrix, fit, fit_items, fit_users, genre_r,  # noqa: F401  (rec.* in tests)
-                             item_genre_matrix, user_weight_matrix)
+                             item_genre_matrix, user_weight_matrix, with_item_genres)
 from genre_lib.explain import explain
 from genre_lib.pseudonym import pseudonymize
 from genre_lib.user_blocks import UserBlocks

@@ -93,3 +93,33 @@ def test_the_mixture_scorer_ranks_by_taste_times_share_and_fits_in_user_blocks()
     # the seed's form is untouched by the setting's fields
     seed = rec.fit(inter, cat, weights, load_config(None).recommend, gc, cfg.clean.rating_max)
     assert seed.genre_phi is None and seed.user_taste is None
+
+
+def test_other_genre_scores_reach_every_form_s_item_side():
+    """evaluate's genre-labels swaps the true labels in: with_item_genres gives back the fitted fields
+    for the fitted scores, and for other scores moves phi's prior (the mixture) and the genre masses
+    (popularity) with them; an item without events then ranks by its new genres alone."""
+    inter, items, scores, _ = tiny_data()
+    inter = inter[inter["item_id"] != "i05"]  # i05 (Drama): no events, a cold item
+    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]])
+    for form in ("mixture", "popularity"):
+        cfg = load_config(None, [f"recommend.genre_scorer={form}"])
+        m = rec.fit(inter, cat, genre_weights(inter, cat, cfg.genres, None), cfg.recommend, cfg.genres, cfg.clean.rating_max)
+        same = rec.with_item_genres(m, m.item_genre, m.item_has_genre)
+        for f in ("genre_phi", "genre_scale"):
+            if getattr(m, f) is not None:
+                np.testing.assert_allclose(getattr(same, f), getattr(m, f), rtol=1e-12, err_msg=f)
+        s = m.item_genre.copy()
+        i, a, c = list(m.item_ids).index("i05"), m.genres.index("Drama"), m.genres.index("Comedy")
+        s[i] = 0.0
+        s[i, c] = 1.0  # relabelled Comedy
+        other = rec.with_item_genres(m, s, m.item_has_genre)
+        if form == "mixture":
+            assert m.genre_phi[i, a] > 0 and m.genre_phi[i, c] == 0
+            assert other.genre_phi[i, a] == 0 and other.genre_phi[i, c] > 0
+            np.testing.assert_allclose(other.genre_phi.sum(0), 1.0)
+        else:
+            assert not np.allclose(other.genre_scale, m.genre_scale)
+        g = rec.component_block(other, "genre", np.arange(other.n_users)).numpy()[:, i]
+        fan = np.argsort(-other.user_genre[:, c])  # users keenest on Comedy rank the relabelled item higher
+        assert g[fan[:5]].mean() > g[fan[-5:]].mean()
