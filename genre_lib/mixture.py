@@ -33,9 +33,10 @@ _CHUNK = 1 << 22  # users x items entries per dense product (32 MB)
 
 def support(item_genre: np.ndarray, has_genre: np.ndarray) -> np.ndarray:
     """Items x genres: how much an item belongs to each genre (its scores: labels, or the
-    classifier's probabilities), 1 for every genre of an item without scores."""
+    classifier's probabilities); an item without scores belongs to every genre by 1 / genres (in
+    all, as much as a one-genre item: 1 in each would put it first for every user when cold)."""
     m = item_genre.astype(np.float64).copy()
-    m[~has_genre] = 1.0
+    m[~has_genre] = 1.0 / max(m.shape[1], 1)
     return m
 
 
