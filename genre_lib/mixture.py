@@ -1,11 +1,12 @@
 """The genre mixture scorer (`recommend.genre_scorer: mixture`): P(i | u) = sum_c tau_uc phi_c(i).
 
-A user picks a genre by taste tau_u, then an item of that genre by the genre's item distribution
-phi_c, zero outside the genre's items (an item without genres may belong to any). Fitted by EM on
-the binary histories (pLSA with the genres as the topics' fixed support, as multiplicative updates):
-an event's genre responsibility is tau_uc phi_c(i) / P(i | u), so an item in two genres counts for
-the one the user favours, and each genre's item shares come from the events attributed to it. The
-seed's R(u,i) spreads an item's events evenly over its genres and ranks by taste alone.
+A user picks a genre by taste tau_u, then an item by the genre's distribution phi_c over items.
+Fitted by EM on the binary histories (no decay: pLSA whose topics are the catalogue's genres, as
+multiplicative updates): an event's genre responsibility is tau_uc phi_c(i) / P(i | u), so an item
+in two genres counts for the one its user favours, and each genre's item shares come from the events
+attributed to it. phi_c's Dirichlet prior is the items' genre scores (BETA pseudo-events each), so
+an item stays out of a genre it has no score for, and a cold item is ranked by its scores alone.
+The seed's R(u,i) spreads an item's events evenly over its genres and ranks by taste alone.
 
 Fitted in passes over user blocks (memory: the catalogue x genres and one block; model.fit_items):
 each pass solves each block's tastes for the current phi (`mixture_steps` steps from uniform) and
