@@ -22,6 +22,9 @@ from genre_lib.cf import ease_from_gram, item_knn, rating_matrix, recency_matrix
 from genre_lib.config import GenresConfig, RecommendConfig
 
 
+COMPONENTS = ("genre", "content", "cf", "popularity")  # the scorers, in blend order (Model.available's keys)
+
+
 @dataclass
 class Model:
     user_ids: np.ndarray                  # str, index = user row
@@ -256,7 +259,7 @@ def fit_users(items: Model, interactions: pd.DataFrame, user_weights: Optional[p
     seen = _seen(df, uidx, iidx)
     model = replace(items, user_ids=user_ids, seen=seen, user_genre=user_weight_matrix(user_weights, uidx, items.genres))
     if items.genre_phi is not None:  # the published weights are where each user's EM starts
-        model.user_taste = mixture.tastes(seen.astype(np.float64), items.genre_phi, model.user_genre, rc.mixture_steps)
+        model.user_taste = mixture.tastes(seen, items.genre_phi, model.user_genre, rc.mixture_steps)
     if items.ease_items is not None:
         if rc.cf_rating_power > 0:
             model.cf_rating = rating_matrix(df, uidx, iidx, rc.cf_rating_power, rating_max)

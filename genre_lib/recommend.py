@@ -33,14 +33,13 @@ import torch
 from genre_lib import ab, rerank, spark_rank
 from genre_lib.catalogue import Catalogue
 from genre_lib.cf import ease, item_knn, rating_matrix, recency_matrix  # noqa: F401  (rec.* in tests)
-from genre_lib.model import (Model, cf_input_matrix, fit, fit_items, fit_users, genre_r,  # noqa: F401  (rec.* in tests)
+from genre_lib.model import (COMPONENTS, Model, cf_input_matrix, fit, fit_items, fit_users, genre_r,  # noqa: F401  (rec.* in tests)
                              item_genre_matrix, user_weight_matrix, with_item_genres)
 from genre_lib.explain import explain
 from genre_lib.pseudonym import pseudonymize
 from genre_lib.user_blocks import UserBlocks
 from genre_lib.topk import block_topk_many
 
-COMPONENTS = ("genre", "content", "cf", "popularity")
 GENRE_EPS = 1e-3  # floor of R inside the log: an item outside all the user's genres
 # A block's dense users x items float32 matrices (each kept scorer, the blend, the seen mask and the
 # temporaries of one scorer) stay within this many bytes: with 7 matrices, past ~38k items a block holds

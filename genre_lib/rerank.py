@@ -43,9 +43,12 @@ class FirstStage:  # the functions of genre_lib.recommend the second stage uses
     genre_r: Callable   # recommend.genre_r(model, user rows, item columns) -> R(u,i)
 
 
-def candidates(model, rc, M: int, first: FirstStage, users=None):
-    """The blend's top M per user, every available scorer's standardised value gathered."""
-    return first.recommend(model, rc.weights, M, rc.block_users, users=users, gather=COMPONENTS)
+def candidates(model, interactions: pd.DataFrame, rc, cfg, first: FirstStage, users=None):
+    """The blend's (recommend section `rc`) top rerank.candidates per user, every available scorer's
+    standardised value gathered, and their features from `interactions` (what `model` was fitted on):
+    (TopK, feature frame)."""
+    top = first.recommend(model, rc.weights, cfg.rerank.candidates, rc.block_users, users=users, gather=COMPONENTS)
+    return top, features(model, side_data(model, interactions, cfg.rerank.last_items), top, first)
 
 
 def _labels(model, top, truth: pd.DataFrame) -> np.ndarray:
@@ -96,8 +99,7 @@ def training_set(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstSt
     val, fit_users = users[:n_val], users[n_val:]
     if rc.max_train_users and len(fit_users) > rc.max_train_users:  # cost: features for a sample only
         fit_users, val = fit_users[:rc.max_train_users], val[:max(1, int(round(rc.max_train_users * rc.val_share)))]
-    top = candidates(model, cfg.recommend, rc.candidates, first, np.sort(np.r_[fit_users, val]))
-    x = features(model, side_data(model, inner, rc.last_items), top, first)
+    top, x = candidates(model, inner, cfg.recommend, cfg, first, np.sort(np.r_[fit_users, val]))
     y = _labels(model, top, truth)
     positive = np.isin(top.users, np.unique(top.users[y > 0]))  # a query without a positive teaches nothing
     in_val = np.isin(top.users, val)
@@ -163,8 +165,7 @@ class Reranker:
     def rank(self, model, interactions: pd.DataFrame, rc, users=None):
         """The top rc.top_n of each user's rerank.candidates by the trees, as a TopK whose score is
         the trees' output and whose `reasons` name the features that lifted each item most."""
-        top = candidates(model, rc, self.cfg.rerank.candidates, self.first, users)
-        x = features(model, side_data(model, interactions, self.cfg.rerank.last_items), top, self.first)
+        top, x = candidates(model, interactions, rc, self.cfg, self.first, users)
         s = self.predict(x)
         keep, rank = _best(top.users, s, rc.top_n)
         comps = {c: (v[keep] if c in top.weights else np.full(len(keep), np.nan, np.float32))
@@ -234,8 +235,7 @@ def evaluation_rank(rankers: dict, model, train_df: pd.DataFrame, users: np.ndar
     `train_df`, or on the block of it that holds these users): variant name -> (user_id, item_id, rank)."""
     if not rankers:
         return {}
-    top = candidates(model, cfg.recommend, cfg.rerank.candidates, first, users)
-    x = features(model, side_data(model, train_df, cfg.rerank.last_items), top, first)
+    top, x = candidates(model, train_df, cfg.recommend, cfg, first, users)
     return {name: _recs(model, top, r.predict(x), cfg.eval.k) for name, r in rankers.items()}
 
 

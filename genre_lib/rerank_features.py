@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-COMPONENTS = ("genre", "content", "cf", "popularity")  # recommend.COMPONENTS (not imported: recommend imports rerank)
+from genre_lib.model import COMPONENTS
+
 GROUPS = {
     "scores": [*(f"z_{c}" for c in COMPONENTS), *(f"rank_{c}" for c in COMPONENTS),
                "blend_score", "blend_rank", "blend_gap"],

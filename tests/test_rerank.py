@@ -57,8 +57,7 @@ def test_features_are_finite_and_aligned_with_the_candidates(data):
     inter, cat = data
     cfg = cfg_with()
     model = full_model(inter, cat, cfg)
-    top = rerank.candidates(model, cfg.recommend, 30, FIRST)
-    x = rerank.features(model, rerank.side_data(model, inter, 5), top, FIRST)
+    top, x = rerank.candidates(model, inter, cfg.recommend, cfg, FIRST)
     assert list(x.columns) == rerank.FEATURES and len(x) == len(top.users) == 30 * model.n_users
     assert np.isfinite(x.to_numpy()).all() and (x.dtypes == np.float32).all()
     np.testing.assert_array_equal(x["blend_rank"], top.rank)
@@ -148,7 +147,7 @@ def test_reranked_lists_and_their_reasons(data):
         head = reason.split(" | ")[0]
         assert head.startswith("rerank: ") and set(head[len("rerank: "):].split(", ")) <= labels
     # reasons name the features with the largest positive contribution of each row
-    x = rerank.features(model, rerank.side_data(model, inter, 5), rerank.candidates(model, cfg.recommend, 30, FIRST), FIRST)
+    x = rerank.candidates(model, inter, cfg.recommend, cfg, FIRST)[1]
     contrib = rr.booster.predict(x.iloc[:1].to_numpy(), pred_contrib=True)[0, :-1]
     assert contrib.shape == (len(rerank.FEATURES),)
 
@@ -240,8 +239,7 @@ def test_path_contributions_sum_to_the_prediction_and_name_the_reasons(data):
     rr, _ = rerank.fit(inter, cat, cfg, None, FIRST)
     assert rr.booster.num_trees() > 5
     model = full_model(inter, cat, cfg)
-    cand = rerank.candidates(model, cfg.recommend, 30, FIRST)
-    x = rerank.features(model, rerank.side_data(model, inter, 5), cand, FIRST)
+    cand, x = rerank.candidates(model, inter, cfg.recommend, cfg, FIRST)
     contrib = rerank.path_contributions(rr.booster, x.to_numpy(), 1)
     assert contrib.shape == (len(x), len(rerank.FEATURES) + 1)
     np.testing.assert_allclose(contrib.sum(1), rr.predict(x), rtol=1e-9, atol=1e-9)
@@ -308,7 +306,7 @@ def test_a_night_reuses_the_trees_registered_within_retrain_days(data, mlflow_ur
     assert not fits and m2 == {"rerank_kept": 1.0, "rerank_reused": 1.0}
     assert reused.decision == trained.decision and reused.names == trained.names
     model = full_model(inter, cat, weekly)
-    x = rerank.features(model, rerank.side_data(model, inter, 5), rerank.candidates(model, weekly.recommend, 30, FIRST), FIRST)
+    x = rerank.candidates(model, inter, weekly.recommend, weekly, FIRST)[1]
     np.testing.assert_allclose(reused.predict(x), trained.predict(x), rtol=1e-12)
     tags = mlflow.MlflowClient().get_run(run.info.run_id).data.tags
     assert tags["rerank_trees"] == f"{registry.NAME} v1, trained for 2026-11-20"
