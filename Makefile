@@ -34,7 +34,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 $(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
 	@mkdir -p $(AIRFLOW_HOME)
 	airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/migrate.log; exit 1)
-	$(PY) -m genre_lib.dag_support pools
+	$(PY) -m genre_lib.orchestration.dag_support pools
 	@touch $@
 
 airflow-init: $(AIRFLOW_HOME)/.migrated
@@ -42,7 +42,7 @@ airflow-init: $(AIRFLOW_HOME)/.migrated
 # The pools genre_nightly's tasks run in (`spark`, `gpu`; a task of a missing pool is never
 # scheduled). Slots: GENRE_SPARK_POOL_SLOTS (default 2), GENRE_GPU_POOL_SLOTS (default 1).
 airflow-pools: $(AIRFLOW_HOME)/.migrated
-	$(PY) -m genre_lib.dag_support pools
+	$(PY) -m genre_lib.orchestration.dag_support pools
 
 data: $(VENV)/.installed
 	$(PY) -m genre_lib.datasets --config $(CONFIG)
@@ -52,7 +52,7 @@ nightly: airflow-init data
 		> $(AIRFLOW_HOME)/nightly-$(RUN_DATE).log 2>&1 \
 		|| (grep -E "ERROR|Error|error:" $(AIRFLOW_HOME)/nightly-$(RUN_DATE).log | tail -30; \
 		    echo "genre_nightly failed: full log in $(AIRFLOW_HOME)/nightly-$(RUN_DATE).log"; exit 1)
-	$(PY) -m genre_lib.report --config $(CONFIG) --run-date $(RUN_DATE)
+	$(PY) -m genre_lib.orchestration.report --config $(CONFIG) --run-date $(RUN_DATE)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests

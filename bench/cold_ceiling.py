@@ -31,11 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from genre_lib.config import load_config  # noqa: E402
+from genre_lib.config.settings import load_config  # noqa: E402
 from genre_lib.datasets import synthetic  # noqa: E402
-from genre_lib.metrics import ranking_metrics  # noqa: E402
-from genre_lib.splits import cold_item_split, new_items  # noqa: E402
-from genre_lib.tables import Lake, read_history_pandas  # noqa: E402
+from genre_lib.evaluation.metrics import ranking_metrics  # noqa: E402
+from genre_lib.evaluation.splits import cold_item_split, new_items  # noqa: E402
+from genre_lib.lake.storage import Lake  # noqa: E402
+from genre_lib.lake.history import read_history_pandas
 
 
 class _Recorder:

@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from genre_lib.config import EncoderConfig  # noqa: E402
+from genre_lib.config.settings import EncoderConfig  # noqa: E402
 from genre_lib.datasets.synthetic import GENRE_WORDS, NEUTRAL_ADJ, NEUTRAL_NOUNS  # noqa: E402
-from genre_lib.embed import embed_items, embed_night  # noqa: E402
-from genre_lib.encoder import TextEncoder, item_texts, resolve_model, usable_cores  # noqa: E402
-from genre_lib.tables import Lake  # noqa: E402
+from genre_lib.stages.embed_texts import embed_items, embed_night  # noqa: E402
+from genre_lib.classifier.encoder import TextEncoder, item_texts, resolve_model, usable_cores  # noqa: E402
+from genre_lib.lake.storage import Lake  # noqa: E402
 
 NEUTRAL = list(NEUTRAL_NOUNS) + list(NEUTRAL_ADJ)
 FUNCTION = "a an the of in on with to and but as his her their its who when after before".split()

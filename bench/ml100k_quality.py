@@ -8,7 +8,7 @@ Reads u.data in file order (the order the published split depends on) and u.item
 flags); nothing is copied into the repo. The genre scorer reads the u.item labels and the content
 scorer titles embedded here (--embed), or, with --lake, what the nightly evaluate stage reads: the
 classifier's item_genre_scores (labels at 1, model probabilities elsewhere) and item_embeddings.
-Fits through genre_lib.recommend.fit on the training split only and scores with the numpy
+Fits through genre_lib.stages.recommend.fit on the training split only and scores with the numpy
 reference metrics. Published anchors (Recommenders README, same
 protocol, k=10): BiVAE nDCG 0.475 P 0.412 R 0.219 MAP 0.146; BPR nDCG 0.442; SAR 0.382; ALS 0.044.
 
@@ -42,12 +42,12 @@ import itertools  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from genre_lib import recommend as rec  # noqa: E402
-from genre_lib.config import load_config  # noqa: E402
-from genre_lib.catalogue import Catalogue  # noqa: E402
-from genre_lib.evaluate import evaluate, genre_weights, markdown_report  # noqa: E402
-from genre_lib.metrics import ranking_metrics  # noqa: E402
-from genre_lib.splits import new_items, split  # noqa: E402
+from genre_lib.stages import recommend as rec  # noqa: E402
+from genre_lib.config.settings import load_config  # noqa: E402
+from genre_lib.ranking.catalogue import Catalogue  # noqa: E402
+from genre_lib.stages.evaluate import evaluate, genre_weights, markdown_report  # noqa: E402
+from genre_lib.evaluation.metrics import ranking_metrics  # noqa: E402
+from genre_lib.evaluation.splits import new_items, split  # noqa: E402
 
 GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
           "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
@@ -220,7 +220,7 @@ def main() -> None:
     args = p.parse_args()
     ratings, catalogue = load(Path(args.data))
     if args.lake:
-        from genre_lib.tables import Lake
+        from genre_lib.lake.storage import Lake
         night = Catalogue.from_lake(Lake(str(Path(args.lake).resolve())), args.ds)
         if night.item_genre_scores is None or night.embeddings is None:
             raise SystemExit(f"{args.lake}: no item_genre_scores / item_embeddings on or before {args.ds}")

@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 
 import psutil  # noqa: E402
 
-from genre_lib.tables import STAGES  # noqa: E402
+from genre_lib.lake.tables import STAGES  # noqa: E402
 
 SHAPES = {  # users, items, interactions (MovieLens releases' sizes)
     "tiny": (400, 600, 30_000),

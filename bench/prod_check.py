@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from genre_lib import standalone  # noqa: E402
+from genre_lib.orchestration import standalone  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "genre_nightly"
@@ -199,10 +199,10 @@ def verify_serving(run_id: str, lake_root: Path, overrides: list[str]) -> dict:
     import redis
     from fastapi.testclient import TestClient
 
-    from genre_lib.config import load_config
+    from genre_lib.config.settings import load_config
     from genre_lib.serve.api import create_app
     from genre_lib.serve.store import store_for
-    from genre_lib.tables import Lake
+    from genre_lib.lake.storage import Lake
 
     cfg = load_config("configs/default.yaml", overrides)
     client = redis.Redis.from_url(cfg.publish.redis_url)
@@ -229,8 +229,9 @@ def verify_serving(run_id: str, lake_root: Path, overrides: list[str]) -> dict:
 def verify(env: dict, run_id: str, lake_root: Path, overrides: list[str]) -> dict:
     """Every declared table committed by the run, and its MLflow runs on the server."""
     sys.path.insert(0, str(ROOT))
-    from genre_lib.config import load_config
-    from genre_lib.tables import STAGES, TABLES, Lake
+    from genre_lib.config.settings import load_config
+    from genre_lib.lake.tables import STAGES, TABLES
+    from genre_lib.lake.storage import Lake
 
     tis = dict(sql(env, "SELECT task_id, state FROM task_instance WHERE dag_id=%s AND run_id=%s",
                    (DAG_ID, run_id)))
@@ -284,7 +285,8 @@ def verify_local_equal(env: dict, lake_root: Path, local_root: Path, overrides: 
     """The night's Spark stages again in local[*] (recommend.engine=local) on a copy of the cluster's
     lake: every table they write, and the evaluation's metrics, equal the cluster run's."""
     sys.path.insert(0, str(ROOT))
-    from genre_lib.tables import Lake, outputs
+    from genre_lib.lake.storage import Lake
+    from genre_lib.lake.tables import outputs
 
     shutil.rmtree(local_root, ignore_errors=True)
     shutil.copytree(lake_root, local_root)
@@ -371,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_databases(env, dbs)
         run(["airflow", "db", "migrate"], env, logdir / "migrate.log")
         # the pools the DAG's tasks run in: a task of a missing pool is never scheduled
-        run([sys.executable, "-m", "genre_lib.dag_support", "pools"], env, logdir / "pools.log")
+        run([sys.executable, "-m", "genre_lib.orchestration.dag_support", "pools"], env, logdir / "pools.log")
         timings["db_migrate_s"] = time.time() - t
 
         t = time.time()
@@ -447,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         worker_log = (logdir / "celery-worker.log").read_text()
         ran = [ln for ln in worker_log.splitlines() if "Executing workload in Celery" in ln and run_id in ln]
         sys.path.insert(0, str(ROOT))
-        from genre_lib.tables import STAGES
+        from genre_lib.lake.tables import STAGES
         assert len(ran) >= len(STAGES) + 2, f"celery worker log shows {len(ran)} of the run's tasks"
         summary["celery_workloads"] = len(ran)
         summary.update(verify(env, run_id, lake_root, overrides))

@@ -39,11 +39,11 @@ for p in (ROOT, ROOT / "bench"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from genre_lib import recommend as rec  # noqa: E402
-from genre_lib import rerank  # noqa: E402
-from genre_lib.catalogue import Catalogue  # noqa: E402
-from genre_lib.config import load_config  # noqa: E402
-from genre_lib.genres import genre_weights  # noqa: E402
+from genre_lib.stages import recommend as rec  # noqa: E402
+from genre_lib.ranking import rerank  # noqa: E402
+from genre_lib.ranking.catalogue import Catalogue  # noqa: E402
+from genre_lib.config.settings import load_config  # noqa: E402
+from genre_lib.stages.genre_weights import genre_weights  # noqa: E402
 import synthetic_quality  # noqa: E402
 
 ML1M = ["data.synthetic.users=6040", "data.synthetic.items=3706", "data.synthetic.interactions=1000000"]

@@ -6,7 +6,7 @@ Items and interactions come from genre_lib.datasets.synthetic with the profile's
 rows, before the raw layout adds dirty lines); item genres are the labelled ones (the ~5% unlabelled
 items get gamma, where the pipeline would use the classifier's predictions); --embed embeds
 "{title}. {description}" with the packaged MiniLM for the content scorer. Fits on the training split
-only and scores with genre_lib.evaluate.evaluate. --tune picks the recommend knobs on a temporal split
+only and scores with genre_lib.stages.evaluate.evaluate. --tune picks the recommend knobs on a temporal split
 of the training part (see bench/ml100k_quality.py) and prints the test table once.
 """
 from __future__ import annotations
@@ -23,9 +23,9 @@ for p in (ROOT, ROOT / "bench"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from genre_lib.config import load_config  # noqa: E402
+from genre_lib.config.settings import load_config  # noqa: E402
 from genre_lib.datasets import synthetic  # noqa: E402
-from genre_lib.catalogue import Catalogue  # noqa: E402
+from genre_lib.ranking.catalogue import Catalogue  # noqa: E402
 
 
 def load(cfg) -> tuple[pd.DataFrame, Catalogue]:
@@ -60,7 +60,7 @@ def main() -> None:
     cfg = load_config(args.config, args.overrides)
     inter, catalogue = load(cfg)
     if args.lake:
-        from genre_lib.tables import Lake
+        from genre_lib.lake.storage import Lake
         night = Catalogue.from_lake(Lake(str(Path(args.lake).resolve())), args.ds)
         catalogue = Catalogue(items=catalogue.items, item_genre_scores=night.item_genre_scores, embeddings=night.embeddings)
     elif args.embed:

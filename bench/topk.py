@@ -1,6 +1,6 @@
 """All-user top-10 at ML-25M shape (162,541 users x 62,423 items, rank 64, synthetic factors):
 
-  (a) genre_lib.recommend.block_topk: users in blocks of recommend.block_users, one matrix product
+  (a) genre_lib.stages.recommend.block_topk: users in blocks of recommend.block_users, one matrix product
       per block, exact top-k by chunk-max pruning (topk_rows)
   (b) Spark ALS recommendForAllUsers on an ALSModel holding the same factors (fit time excluded)
   (c) the floor: the bare float32 products of the same blocks, nothing else
@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from genre_lib.topk import block_topk  # noqa: E402
+from genre_lib.ranking.topk import block_topk  # noqa: E402
 
 
 def peak_rss_mb() -> float:

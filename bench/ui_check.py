@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from genre_lib.tables import STAGES  # noqa: E402
+from genre_lib.lake.tables import STAGES  # noqa: E402
 
 OUT = ROOT / "artifacts" / "ui"
 STATE = OUT / "state"
@@ -390,7 +390,7 @@ def find_param(driver, key: str) -> str:
 
 
 def check_lake() -> dict:
-    from genre_lib.tables import Lake
+    from genre_lib.lake.storage import Lake
 
     lake = Lake(str(STATE / "lake"))
     recs = lake.read_pandas("recommendations", RUN_DATE)
@@ -424,7 +424,7 @@ def main() -> int:
         db = Path(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
         wait("genre_nightly parsed", lambda: db.exists() and sql(env, "SELECT 1 FROM dag WHERE dag_id='genre_nightly'"),
              300, procs)
-        subprocess.run([sys.executable, "-m", "genre_lib.dag_support", "pools"], cwd=ROOT, env=env, check=True,
+        subprocess.run([sys.executable, "-m", "genre_lib.orchestration.dag_support", "pools"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
         subprocess.run(["airflow", "dags", "unpause", "genre_nightly"], cwd=ROOT, env=env, check=True,
                        capture_output=True)

@@ -16,7 +16,7 @@ from airflow.sdk import dag, task
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from genre_lib import dag_support as support  # noqa: E402
+from genre_lib.orchestration import dag_support as support  # noqa: E402
 
 RECOMMENDATIONS = support.table_asset("recommendations")
 

@@ -1,11 +1,10 @@
 """genre_nightly: raw logs -> clean -> genre weights -> embeddings -> classifier -> top-N -> evaluation
 -> publish.
 
-Wiring only: each task runs one job from jobs/ (Spark stages through spark-submit on the
-`spark_default` connection in the `spark` pool, torch stages as plain Python in the `gpu` pool,
-publish as plain Python);
-the work lives in genre_lib, the task settings in genre_lib/dag_support.py. Each table a stage
-commits is an Asset (`genre://lake/<table>`) whose events carry the partition in their extra.
+Wiring only: one task per stage declared in genre_lib/lake/tables.py (STAGE_SPECS), each running its
+job from jobs/ (Spark stages through spark-submit on the `spark_default` connection, torch and Python
+stages as plain Python), after the stages whose tables it reads. Each table a stage commits is an Asset
+(`genre://lake/<table>`) whose events carry the partition in their extra.
 """
 from __future__ import annotations
 
@@ -20,8 +19,10 @@ from airflow.sdk import CronDataIntervalTimetable, dag, task
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from genre_lib import dag_support as support  # noqa: E402
-from genre_lib.spark import SUBMIT_CONF  # noqa: E402
+from genre_lib.lake.spark import SUBMIT_CONF  # noqa: E402
+from genre_lib.lake.tables import STAGE_SPECS  # noqa: E402
+from genre_lib.orchestration import dag_support as support  # noqa: E402
+from genre_lib.orchestration.forms import nightly_params  # noqa: E402
 
 JOBS = REPO / "jobs"
 PYTHON = sys.executable  # the venv Airflow runs in; Spark's Python workers must use it too
@@ -29,21 +30,13 @@ ARGS = "{{ ti.xcom_pull(task_ids='resolve_run')['args'] }}"
 ARGLINE = "{{ ti.xcom_pull(task_ids='resolve_run')['argline'] }}"
 
 
-def spark_job(name: str) -> SparkSubmitOperator:
-    return SparkSubmitOperator(
-        task_id=name, application=str(JOBS / f"{name}.py"), application_args=ARGS,
-        conn_id="spark_default", name=f"genre-{name}", conf=dict(SUBMIT_CONF),
-        env_vars={"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON},
-        **support.stage_task(name, pool=support.SPARK_POOL))
-
-
-def python_job(name: str, pool: str = "default_pool") -> BashOperator:
-    return BashOperator(task_id=name, bash_command=f"{PYTHON} {JOBS / name}.py {ARGLINE}", cwd=str(REPO),
-                        **support.stage_task(name, pool=pool))
-
-
-def torch_job(name: str) -> BashOperator:
-    return python_job(name, pool=support.GPU_POOL)
+def stage_operator(name: str):
+    if STAGE_SPECS[name].runs == "spark":
+        return SparkSubmitOperator(
+            application=str(JOBS / f"{name}.py"), application_args=ARGS, conn_id="spark_default",
+            name=f"genre-{name}", conf=dict(SUBMIT_CONF),
+            env_vars={"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON}, **support.stage_task(name))
+    return BashOperator(bash_command=f"{PYTHON} {JOBS / name}.py {ARGLINE}", cwd=str(REPO), **support.stage_task(name))
 
 
 @dag(
@@ -58,7 +51,7 @@ def torch_job(name: str) -> BashOperator:
     dagrun_timeout=support.dagrun_timeout(),
     render_template_as_native_obj=True,  # ARGS renders to the list spark-submit gets
     default_args=support.default_args(),  # retries with backoff, timeout, on_failure_callback
-    params=support.nightly_params(),
+    params=nightly_params(),
     tags=["genre", "nightly"],
     doc_md=__doc__,
 )
@@ -66,29 +59,26 @@ def genre_nightly():
     # bad parameters are refused here, before Spark or torch start
     @task(retries=0, execution_timeout=support.timeout("resolve_run"), doc_md=support.task_doc("resolve_run"))
     def resolve_run(params=None, run_id=None, logical_date=None) -> dict:
-        from genre_lib.pipeline import resolve_run as resolve
+        from genre_lib.orchestration.pipeline import resolve_run as resolve
 
         return resolve(dict(params), run_id, logical_date)
 
     @task(trigger_rule="all_done", retries=0, execution_timeout=support.timeout("finish_run"),
           doc_md=support.task_doc("finish_run"))
     def finish_run(params=None, run_id=None, ti=None) -> str:
-        from genre_lib.pipeline import finish_run as finish
+        from genre_lib.orchestration.pipeline import finish_run as finish
 
         resolved = ti.xcom_pull(task_ids="resolve_run") or {}
         return finish(dict(params), run_id, resolved.get("stages"), resolved.get("overrides"))
 
-    clean = spark_job("clean_interactions")
-    weights = spark_job("genre_weights")
-    embed = torch_job("embed_texts")
-    train = torch_job("train_classifier")
-    recommend = spark_job("recommend")
-    evaluate = spark_job("evaluate")
-    publish = python_job("publish")  # the quality gate, then the serving store
-
-    resolve_run() >> clean >> [weights, embed]
-    [weights, embed] >> train  # train reads the night's genre_vocab, which weights writes
-    [weights, train] >> recommend >> evaluate >> publish >> finish_run()
+    start, end = resolve_run(), finish_run()
+    stages = {name: stage_operator(name) for name in STAGE_SPECS}
+    for name, spec in STAGE_SPECS.items():
+        for up in spec.upstream:
+            stages[up] >> stages[name]
+        if not spec.upstream:
+            start >> stages[name]
+    list(stages.values())[-1] >> end  # publish: the quality gate, then the serving store
 
 
 genre_nightly()

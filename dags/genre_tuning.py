@@ -6,7 +6,7 @@ best profile as YAML and its diff. With `promote`, the best profile becomes
 tonight changes unless someone picks it.
 
 Wiring only: `check` refuses bad form values by name before any trial starts; `tune` runs
-jobs/tune.py (genre_lib/tuning.py). A retry resumes the study from its Optuna storage.
+jobs/tune.py (genre_lib/evaluation/tuning.py). A retry resumes the study from its Optuna storage.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from airflow.sdk import dag, task
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from genre_lib import dag_support as support  # noqa: E402
+from genre_lib.orchestration import dag_support as support  # noqa: E402
+from genre_lib.orchestration.forms import tuning_params  # noqa: E402
 
 PYTHON = sys.executable
 
@@ -32,14 +33,14 @@ PYTHON = sys.executable
     catchup=False,
     max_active_runs=1,  # two runs of one study would race for its trials
     default_args={**support.default_args(), "retries": 1},
-    params=support.tuning_params(),
+    params=tuning_params(),
     tags=["genre", "tuning"],
     doc_md=__doc__,
 )
 def genre_tuning():
     @task(retries=0, execution_timeout=support.timeout("resolve_run"))
     def check(params=None, run_id=None) -> dict:
-        from genre_lib.tuning import resolve
+        from genre_lib.evaluation.tuning import resolve
 
         return resolve(dict(params), run_id)
 

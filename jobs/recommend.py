@@ -1,11 +1,11 @@
 """Stage recommend: interaction history + catalogue tables -> recommendations (top N per user, explained)."""
 import _bootstrap  # noqa: F401
 
-from genre_lib import jobrun
+from genre_lib.orchestration import jobrun
 
 
 def main(argv=None) -> int:
-    return jobrun.main("recommend", "genre_lib.recommend", argv)
+    return jobrun.main("recommend", argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Tune the ranker's profile: an Optuna study on a validation split of a committed night (genre_tuning)."""
 import _bootstrap  # noqa: F401
 
-from genre_lib import tuning
+from genre_lib.evaluation import tuning
 
 
 def main(argv=None) -> int:

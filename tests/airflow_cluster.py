@@ -68,7 +68,7 @@ def prepare(env: dict, unpause: tuple[str, ...] = (), pools: bool = True) -> Non
     """Migrate, create the pools, parse the DAG files into the DB, unpause the given DAGs."""
     airflow(env, "db", "migrate")
     if pools:  # the scheduler leaves a task of a missing pool unscheduled
-        subprocess.run([sys.executable, "-m", "genre_lib.dag_support", "pools"], cwd=ROOT, env=env, check=True,
+        subprocess.run([sys.executable, "-m", "genre_lib.orchestration.dag_support", "pools"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
     airflow(env, "dags", "reserialize")
     for dag_id in unpause:

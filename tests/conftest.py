@@ -53,8 +53,8 @@ def mlflow_uri(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def spark():
-    from genre_lib.config import load_config
-    from genre_lib.spark import get_spark
+    from genre_lib.config.settings import load_config
+    from genre_lib.lake.spark import get_spark
 
     cfg = load_config(None, ["spark.master=local[2]", "spark.shuffle_partitions=2", "spark.driver_memory=1g"])
     s = get_spark(cfg, "tests")

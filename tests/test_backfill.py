@@ -41,8 +41,9 @@ def test_backfill_three_nights(tmp_path):
     assert [t[0] for t in tis] == [r[0] for r in runs]
     assert all(tis[i][2] <= tis[i + 1][1] for i in range(2)), tis
 
-    from genre_lib.config import load_config
-    from genre_lib.tables import TABLES, Lake, outputs
+    from genre_lib.config.settings import load_config
+    from genre_lib.lake.tables import TABLES, outputs
+    from genre_lib.lake.storage import Lake
 
     # every table has each night's partition, committed by that night's run; except what clean
     # writes per raw day: night N re-cleans days N - clean.late_days .. N, so the last run whose

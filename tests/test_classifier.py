@@ -16,9 +16,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genre_lib import genre_data, registry, training  # noqa: E402
-from genre_lib.config import ClassifierConfig  # noqa: E402
-from genre_lib.tables import Lake  # noqa: E402
+from genre_lib.classifier.model import genre_data  # noqa: E402
+from genre_lib.classifier.model import registry
+from genre_lib.stages import train_classifier as training
+from genre_lib.config.settings import ClassifierConfig  # noqa: E402
+from genre_lib.lake.storage import Lake  # noqa: E402
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
 WORDS = {"Action": "chase", "Comedy": "laugh", "Drama": "tears", "Horror": "ghost", "Sci-Fi": "robot"}
@@ -167,7 +169,7 @@ def test_job_registers_gates_and_scores_by_alias(lake_env):
     # the default input carries the item's word vectors (word branch, classifier.word_branch=auto)
     assert meta["features"].startswith("embedding16+words32x384:") and meta["dim"] == 16 + 32 * 384
     items, emb = synthetic_catalogue()
-    from genre_lib.classifier import predict_proba
+    from genre_lib.classifier.model import predict_proba
     data = genre_data.build_data(items, emb, GENRES)  # the head's part of the input, words left as zeros
     x = np.hstack([data.X, np.zeros((len(data.X), 32 * 384), np.float32)])
     P = predict_proba(model, x)
@@ -199,7 +201,7 @@ def fake_word_encoder(words):
 
 
 def test_item_words_drop_stop_words_and_keep_the_rarest():
-    from genre_lib.classifier import item_words, word_features
+    from genre_lib.classifier.model import item_words, word_features
 
     texts = ["The ghost and the ghost in the house", "A house of robots", "house"]
     assert item_words(texts, 8) == [["ghost", "house"], ["house", "robots"], ["house"]]
@@ -229,7 +231,7 @@ def test_word_branch_is_chosen_when_only_the_words_carry_the_genre():
 
 def test_word_branch_model_exports_and_scores_any_batch(tmp_path):
     """The flat input [embedding | words] survives torch.export with a dynamic batch, as MLflow logs it."""
-    from genre_lib.classifier import GenreClassifier, predict_proba
+    from genre_lib.classifier.model import GenreClassifier, predict_proba
 
     torch.manual_seed(0)
     model = GenreClassifier(16, 5, hidden=8, word_dim=24, max_words=6).eval()

@@ -1,13 +1,13 @@
-"""The cold_items protocol over item folds (genre_lib/cold_eval.py)."""
+"""The cold_items protocol over item folds (genre_lib/evaluation/cold_eval.py)."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from genre_lib import cold_eval
-from genre_lib import recommend as rec
-from genre_lib.config import ConfigError, load_config
-from genre_lib.evaluate import evaluate
-from genre_lib.splits import cold_item_split, cold_items
+from genre_lib.evaluation import cold_eval
+from genre_lib.stages import recommend as rec
+from genre_lib.config.settings import ConfigError, load_config
+from genre_lib.stages.evaluate import evaluate
+from genre_lib.evaluation.splits import cold_item_split, cold_items
 from tests.test_recommend import GENRES, tiny_data
 
 

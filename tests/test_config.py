@@ -1,6 +1,6 @@
 import pytest
 
-from genre_lib.config import ConfigError, load_config, parse_run_date
+from genre_lib.config.settings import ConfigError, load_config, parse_run_date
 
 DEFAULT = "configs/default.yaml"
 
@@ -58,7 +58,7 @@ def test_run_date_is_validated(bad):
 
 
 def test_every_profile_loads():
-    from genre_lib.config import PROJECT_ROOT
+    from genre_lib.config.settings import PROJECT_ROOT
     for profile in sorted((PROJECT_ROOT / "configs").glob("*.yaml")):
         load_config(profile)
 

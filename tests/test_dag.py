@@ -38,7 +38,7 @@ def dag(bag):
 def test_dag_wiring(dag):
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-    from genre_lib.tables import STAGES
+    from genre_lib.lake.tables import STAGES
 
     # one task per stage declared in tables.py, each running the job of the same name
     assert STAGES == ["clean_interactions", "genre_weights", "embed_texts", "train_classifier", "recommend", "evaluate",
@@ -64,14 +64,15 @@ def test_dag_structure(bag, dag):
     timeout, the failure callback and a doc on every task; retries with backoff on the stages."""
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-    from genre_lib import dag_support as support
-    from genre_lib.tables import STAGES, TABLES
+    from genre_lib.lake.tables import STAGE_SPECS, STAGES, TABLES
+    from genre_lib.orchestration import dag_support as support
+    from genre_lib.orchestration.failures import on_task_failure
 
     assert dag.dagrun_timeout is not None and dag.max_active_runs == 1
     published = {}
     for t in dag.tasks:
         assert t.execution_timeout is not None and t.execution_timeout <= dag.dagrun_timeout, t.task_id
-        assert support.on_task_failure in t.on_failure_callback, t.task_id
+        assert on_task_failure in t.on_failure_callback, t.task_id
         assert t.doc_md and "Reads" in t.doc_md and "Writes" in t.doc_md, t.task_id
         for asset in t.outlets:
             assert asset.uri not in published, asset.uri
@@ -85,7 +86,8 @@ def test_dag_structure(bag, dag):
         assert t.retries >= 1 and t.retry_exponential_backoff > 1 and t.max_retry_delay is not None, stage
         assert t.trigger_rule == "none_failed", stage  # a skipped (unselected) upstream must not skip it
         assert all(f"`<lake.root>/{name}/" in t.doc_md for name, tb in TABLES.items() if tb.stage == stage), stage
-        assert set(support.INPUT_TABLES[stage]) <= set(TABLES), stage
+        assert t.queue == ("gpu" if kind == "gpu" else "default"), stage  # the Celery queue of the GPU workers
+        assert sorted(t.upstream_task_ids) == sorted(STAGE_SPECS[stage].upstream or ["resolve_run"]), stage
     assert set(support.POOLS) == {"spark", "gpu"}
     # the consumer is scheduled on the recommendations asset
     consumer = bag.dags["genre_consumer"]
@@ -94,8 +96,8 @@ def test_dag_structure(bag, dag):
 
 
 def test_trigger_form_schema(dag):
-    from genre_lib.pipeline import profile_choices
-    from genre_lib.tables import STAGES
+    from genre_lib.orchestration.pipeline import profile_choices
+    from genre_lib.lake.tables import STAGES
 
     schema = {k: dag.params.get_param(k).schema for k in dag.params.keys()}
     assert set(schema) == {"run_date", "config", "overrides", "stages", "full_refresh"}
@@ -118,8 +120,8 @@ BAD_FORM = [("run_date", "2026-02-30"), ("run_date", "22/11/2026"), ("config", "
 def test_bad_form_values_refused_by_form_and_resolve_run(dag, field, value):
     from airflow.sdk.exceptions import ParamValidationError
 
-    from genre_lib.config import ConfigError
-    from genre_lib.pipeline import resolve_run
+    from genre_lib.config.settings import ConfigError
+    from genre_lib.orchestration.pipeline import resolve_run
 
     with pytest.raises(ParamValidationError):
         dag.params.get_param(field).resolve(value)
@@ -129,7 +131,7 @@ def test_bad_form_values_refused_by_form_and_resolve_run(dag, field, value):
 
 
 def test_resolve_run_stages_and_full_refresh(tmp_path, monkeypatch, mlflow_uri):
-    from genre_lib.pipeline import resolve_run
+    from genre_lib.orchestration.pipeline import resolve_run
 
     monkeypatch.setenv("GENRE_ALLOWED_ROOTS", str(tmp_path))
     (tmp_path / "data").mkdir()
@@ -163,10 +165,11 @@ def test_end_to_end_dag_run(tmp_path):
     assert run.returncode == 0, log[-5000:]
     assert "state=success" in log, log[-5000:]
 
-    from genre_lib import dag_support as support
-    from genre_lib.config import load_config
-    from genre_lib.tables import STAGES, SUCCESS, TABLES, Lake
-    from genre_lib.tracking import child_runs
+    from genre_lib.orchestration import dag_support as support
+    from genre_lib.config.settings import load_config
+    from genre_lib.lake.tables import STAGES, TABLES
+    from genre_lib.lake.storage import SUCCESS, Lake
+    from genre_lib.orchestration.tracking import child_runs
 
     lake = Lake(str(tmp_path / "lake"))
     run_id = None
@@ -206,7 +209,7 @@ def test_end_to_end_dag_run(tmp_path):
         for inp in child.inputs.dataset_inputs:
             tags = {t.key: t.value for t in inp.tags}
             table, ds = tags["table"], tags["ds"]
-            assert table in support.INPUT_TABLES[stage], (stage, table)
+            assert table in STAGE_SPECS[stage].reads, (stage, table)
             manifest = Path(lake.partition(table, ds)) / SUCCESS
             digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
             assert tags["manifest_sha256"] == digest and inp.dataset.digest == digest[:36]
@@ -222,7 +225,7 @@ def test_end_to_end_dag_run(tmp_path):
     # the evaluation's HTML report and its metric keys
     import mlflow
 
-    from genre_lib.html_report import metric_keys
+    from genre_lib.evaluation.html_report import metric_keys
 
     ev = children["evaluate"]
     report = Path(mlflow.artifacts.download_artifacts(run_id=ev.info.run_id, artifact_path="report.html",

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from genre_lib.tables import SUCCESS, Lake, recording_reads
+from genre_lib.lake.storage import SUCCESS, Lake, recording_reads
 
 D1, D2 = "2026-11-21", "2026-11-22"
 
@@ -19,7 +19,7 @@ def _recs(user_rows: dict[str, int]) -> pd.DataFrame:
     """A recommendations frame with every column of the contract (whatever it holds today)."""
     import pyarrow as pa
 
-    from genre_lib.tables import schema
+    from genre_lib.lake.tables import schema
 
     rows = [(u, r + 1, f"i{r}") for u, n in user_rows.items() for r in range(n)]
     df = pd.DataFrame(rows, columns=["user_id", "rank", "item_id"])
@@ -56,7 +56,7 @@ def test_reads_are_recorded_once_with_the_manifest_hash(lake):
 def test_recorded_reads_become_mlflow_input_datasets(lake, mlflow_uri):
     import mlflow
 
-    from genre_lib.tracking import log_inputs
+    from genre_lib.orchestration.tracking import log_inputs
 
     with recording_reads() as reads:
         lake.spark_paths("recommendations", [D1, D2])
@@ -76,7 +76,7 @@ def test_recorded_reads_become_mlflow_input_datasets(lake, mlflow_uri):
                                             (f"embed_texts@{D1}", False), ("recommend,embed_texts", True),
                                             ("recommend", False), ("", False)])
 def test_fail_hook(monkeypatch, setting, fails):
-    from genre_lib.jobrun import fail_if_asked
+    from genre_lib.orchestration.jobrun import fail_if_asked
 
     monkeypatch.setenv("GENRE_FAIL_STAGE", setting)
     if fails:
@@ -87,7 +87,7 @@ def test_fail_hook(monkeypatch, setting, fails):
 
 
 def test_task_log_tail_reads_this_try(tmp_path, monkeypatch):
-    from genre_lib.dag_support import task_log_tail
+    from genre_lib.orchestration.failures import task_log_tail
 
     monkeypatch.setenv("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(tmp_path))
     ti = SimpleNamespace(dag_id="genre_nightly", run_id="manual__x", task_id="recommend", try_number=2)
@@ -109,7 +109,7 @@ def _event(extra: dict, minute: int):
 
 
 def test_consumer_reads_the_newest_event_and_checks_the_partition(lake):
-    from genre_lib.dag_support import night_from_events, partition_extra
+    from genre_lib.orchestration.dag_support import night_from_events, partition_extra
 
     old, new = partition_extra(lake, "recommendations", D1), partition_extra(lake, "recommendations", D2)
     night = night_from_events([_event(new, 5), _event(old, 1)])
@@ -123,8 +123,8 @@ def test_consumer_reads_the_newest_event_and_checks_the_partition(lake):
 
 
 def test_html_report_and_stable_metric_keys():
-    from genre_lib.html_report import genre_mix, metric_keys, render
-    from genre_lib.metrics import METRICS
+    from genre_lib.evaluation.html_report import genre_mix, metric_keys, render
+    from genre_lib.evaluation.metrics import METRICS
 
     payload = {"k": 10, "primary": "blend", "protocol": "temporal", "train_rows": 9, "test_rows": 3,
                "models": {"blend": {"ndcg@10": 0.3, "coverage@10": 0.5, "novelty@10": float("nan")},
@@ -146,24 +146,24 @@ def test_html_report_and_stable_metric_keys():
 def test_failure_callback_never_raises(monkeypatch, caplog):
     """Neither a context it cannot use nor a notifier connection that does not exist may hide the
     task's own error; without GENRE_NOTIFIER_CONN nothing is sent."""
-    from genre_lib import dag_support
+    from genre_lib.orchestration import failures
 
     sent = []
-    monkeypatch.setattr(dag_support, "failure_notifier", lambda conn_id: sent.append(conn_id) or (lambda ctx: None))
+    monkeypatch.setattr(failures, "failure_notifier", lambda conn_id: sent.append(conn_id) or (lambda ctx: None))
     monkeypatch.delenv("GENRE_NOTIFIER_CONN", raising=False)
-    dag_support.on_task_failure({"ti": None})
+    failures.on_task_failure({"ti": None})
     assert sent == [] and "could not record the failure in MLflow" in caplog.text
     monkeypatch.setenv("GENRE_NOTIFIER_CONN", "genre_notify")
-    dag_support.on_task_failure({"ti": None})
+    failures.on_task_failure({"ti": None})
     assert sent == ["genre_notify"]
     monkeypatch.undo()
     monkeypatch.setenv("GENRE_NOTIFIER_CONN", "no_such_connection")
-    dag_support.on_task_failure({"ti": None})
+    failures.on_task_failure({"ti": None})
     assert "could not notify through connection no_such_connection" in caplog.text
 
 
 def test_throttle():
-    from genre_lib.progress import Throttle
+    from genre_lib.orchestration.progress import Throttle
 
     t = Throttle(every_s=3600)
     assert t.due() and not t.due()

@@ -11,10 +11,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from genre_lib.config import ConfigError, EncoderConfig, load_config  # noqa: E402
-from genre_lib.embed import embed_items, embed_night  # noqa: E402
-from genre_lib.encoder import TextEncoder, item_texts, render_text  # noqa: E402
-from genre_lib.tables import Lake  # noqa: E402
+from genre_lib.config.settings import ConfigError, EncoderConfig, load_config  # noqa: E402
+from genre_lib.stages.embed_texts import embed_items, embed_night  # noqa: E402
+from genre_lib.classifier.encoder import TextEncoder, item_texts, render_text  # noqa: E402
+from genre_lib.lake.storage import Lake  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DS, DS2 = "2026-11-22", "2026-11-23"
@@ -208,7 +208,7 @@ def test_packaged_model_matches_sentence_transformers():
 # --- Spark engine ----------------------------------------------------------------------------------
 @pytest.mark.skipif(os.environ.get("GENRE_SKIP_SPARK") == "1", reason="GENRE_SKIP_SPARK=1")
 def test_spark_engine_matches_local(tiny_model, spark):  # the suite's shared session (conftest)
-    from genre_lib.encoder import spark_encode
+    from genre_lib.classifier.encoder import spark_encode
 
     texts = item_texts(items_frame(), EncoderConfig().text_template)
     cfg = enc_cfg(tiny_model, engine="spark", spark_partitions=2)

@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from genre_lib import genre_data, registry, training
-from genre_lib.classifier import FinetunedClassifier, encoder_layers, predict_proba, tokenize
-from genre_lib.config import ClassifierConfig, EncoderConfig
-from genre_lib.tables import Lake
+from genre_lib.classifier.model import genre_data
+from genre_lib.classifier.model import registry
+from genre_lib.stages import train_classifier as training
+from genre_lib.classifier.model import FinetunedClassifier, encoder_layers, predict_proba, tokenize
+from genre_lib.config.settings import ClassifierConfig, EncoderConfig
+from genre_lib.lake.storage import Lake
 from tests.test_encoder import WORDS, tiny_model  # noqa: F401 (the tiny BERT fixture)
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
@@ -43,7 +45,7 @@ def enc_cfg(model: str) -> EncoderConfig:
 
 
 def embeddings(items: pd.DataFrame, model: str) -> pd.DataFrame:
-    from genre_lib.embed import embed_items
+    from genre_lib.stages.embed_texts import embed_items
     return embed_items(items, enc_cfg(model)).table
 
 
@@ -118,8 +120,8 @@ def test_finetuning_is_deterministic_on_cpu(data, setup):
 
 
 def test_too_many_layers_is_an_error_naming_both(tiny_model):
-    from genre_lib.config import ConfigError, load_config
-    from genre_lib.pipeline import preflight
+    from genre_lib.config.settings import ConfigError, load_config
+    from genre_lib.orchestration.pipeline import preflight
 
     cfg = load_config(None, ["classifier.finetune_layers=3", f"encoder.model={tiny_model}"])
     with pytest.raises(ConfigError, match=r"finetune_layers: 3 but encoder .* has only 2 transformer layers"):

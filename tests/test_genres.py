@@ -4,8 +4,8 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from genre_lib import genres
-from genre_lib.config import GenresConfig
+from genre_lib.stages import genre_weights as genres
+from genre_lib.config.settings import GenresConfig
 
 D = dt.date(2026, 11, 22)
 
@@ -151,9 +151,9 @@ def test_pandas_weights_of_a_user_block_with_the_whole_totals_equal_the_whole():
     those users' rows as computed on the whole history (the shrinkage prior is the whole's mix)."""
     import numpy as np
 
-    from genre_lib.config import load_config
-    from genre_lib.genres import genre_totals, item_genres_pandas, user_genre_weights_pandas
-    from genre_lib.user_blocks import block_of
+    from genre_lib.config.settings import load_config
+    from genre_lib.stages.genre_weights import genre_totals, item_genres_pandas, user_genre_weights_pandas
+    from genre_lib.lake.user_blocks import block_of
     from tests.test_recommend import tiny_data
 
     inter, items, *_ = tiny_data(n_users=50, n=2000)

@@ -5,7 +5,7 @@ import ast
 import re
 from pathlib import Path
 
-from genre_lib.tables import STAGES, TABLES
+from genre_lib.lake.tables import STAGES, TABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "genre_lib"
@@ -82,7 +82,7 @@ def test_no_import_cycle_in_genre_lib():
     for node in graph:
         if node not in state:
             visit(node, [])
-    assert "genre_lib.tables" in graph and not any(m.startswith("genre_lib") for m in graph["genre_lib.tables"])
+    assert "genre_lib.lake.tables" in graph and not any(m.startswith("genre_lib") for m in graph["genre_lib.lake.tables"])
 
 
 def test_readme_names_every_table_with_its_stage():

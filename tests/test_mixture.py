@@ -1,14 +1,14 @@
-"""The genre mixture scorer (genre_lib/mixture.py, recommend.genre_scorer=mixture)."""
+"""The genre mixture scorer (genre_lib/ranking/mixture.py, recommend.genre_scorer=mixture)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from genre_lib import mixture
-from genre_lib import recommend as rec
-from genre_lib.config import load_config
-from genre_lib.evaluate import genre_weights
+from genre_lib.ranking import mixture
+from genre_lib.stages import recommend as rec
+from genre_lib.config.settings import load_config
+from genre_lib.stages.evaluate import genre_weights
 from tests.test_recommend import tiny_data
 
 
@@ -71,7 +71,7 @@ def test_a_user_without_events_keeps_the_start_and_the_prior_keeps_every_genre()
 def test_the_mixture_scorer_ranks_by_taste_times_share_and_fits_in_user_blocks():
     """recommend's genre component is log(n_items x tau phi' + eps); fit_items over 3 user blocks gives
     the one-fit phi and tastes (test_recommend's block test runs the whole ranking with this form)."""
-    from genre_lib.user_blocks import block_of
+    from genre_lib.lake.user_blocks import block_of
 
     cfg = load_config(None, ["recommend.genre_scorer=mixture", "recommend.weights.genre=1"])
     rc, gc = cfg.recommend, cfg.genres

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from genre_lib.spark import SUBMIT_CONF
+from genre_lib.lake.spark import SUBMIT_CONF
 
 ROOT = Path(__file__).resolve().parent.parent
 D = "2026-11-22"

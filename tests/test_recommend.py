@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from genre_lib import recommend as rec
-from genre_lib.config import load_config
-from genre_lib.evaluate import genre_weights
-from genre_lib.pseudonym import pseudonymize
-from genre_lib.topk import topk_rows
+from genre_lib.stages import recommend as rec
+from genre_lib.config.settings import load_config
+from genre_lib.stages.evaluate import genre_weights
+from genre_lib.lake.pseudonym import pseudonymize
+from genre_lib.ranking.topk import topk_rows
 
 
 def fit(interactions, catalogue, cfg):
@@ -152,7 +152,7 @@ def test_recommendations_table_and_reasons(fitted, cfg):
     assert first["reason"].split(" | ")[0] in rec.COMPONENTS
     assert "like: Title " in first["reason"]
     assert frame["reason"].str.contains("genre: ").mean() > 0.5
-    from genre_lib.tables import schema
+    from genre_lib.lake.tables import schema
     import pyarrow as pa
     pa.Table.from_pandas(frame[schema("recommendations").names], schema=schema("recommendations"), preserve_index=False)
 
@@ -173,7 +173,7 @@ def test_pseudonyms_are_keyed_and_stable(monkeypatch, fitted, cfg):
 
 
 def test_fit_sees_only_the_training_split(cfg):
-    from genre_lib.splits import temporal_split
+    from genre_lib.evaluation.splits import temporal_split
 
     inter, items, scores, emb = tiny_data()
     train, test = temporal_split(inter, 0.2)
@@ -268,7 +268,7 @@ def test_cf_rating_power_weights_input_and_fit():
 # jobs on a tiny lake
 # --------------------------------------------------------------------------------------------
 def test_recommend_and_evaluate_jobs(tmp_path):
-    from genre_lib.tables import Lake
+    from genre_lib.lake.storage import Lake
 
     ds = "2026-11-22"
     lake = Lake(str(tmp_path / "lake"))
@@ -327,8 +327,8 @@ def test_recommend_and_evaluate_jobs(tmp_path):
 def test_cold_items_protocol_ranks_only_held_out_items():
     """cold_items: cold items lose all their interactions and their labels (rescore gives their genre
     scores); every model ranks only them; random and genre-labels sit beside the blend."""
-    from genre_lib.evaluate import evaluate
-    from genre_lib.splits import cold_item_split
+    from genre_lib.stages.evaluate import evaluate
+    from genre_lib.evaluation.splits import cold_item_split
 
     inter, items, scores, emb = tiny_data(n_users=40, n=900)
     cfg = load_config(None, ["eval.protocol=cold_items", "eval.cold_item_share=0.25", "eval.k=5",
@@ -362,7 +362,7 @@ def test_cold_items_protocol_ranks_only_held_out_items():
 def test_fit_in_user_blocks_equals_one_fit(sets):
     """fit_items over user blocks, then fit_users per block: each user's scores and list as one fit on
     everything gives (EASE, the kNN past cf_max_items, rating and recency inputs, the genre forms)."""
-    from genre_lib.user_blocks import block_of
+    from genre_lib.lake.user_blocks import block_of
 
     cfg = load_config(None, ["recommend.weights.genre=1", "recommend.weights.content=0.5", "recommend.weights.cf=2",
                              "recommend.weights.popularity=0.3", *sets])

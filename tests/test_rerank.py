@@ -1,15 +1,15 @@
-"""The learned second stage (genre_lib/rerank.py) on tiny data: aligned finite features, `off` as
+"""The learned second stage (genre_lib/ranking/rerank.py) on tiny data: aligned finite features, `off` as
 without a re-ranker, the auto decision recorded, reasons that name features, labels from the inner
 holdout only (never the test split), and the stage's MLflow record."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from genre_lib import recommend as rec
-from genre_lib import rerank
-from genre_lib.config import ConfigError, load_config
-from genre_lib.evaluate import evaluate, genre_weights
-from genre_lib.splits import new_items, split
+from genre_lib.stages import recommend as rec
+from genre_lib.ranking import rerank
+from genre_lib.config.settings import ConfigError, load_config
+from genre_lib.stages.evaluate import evaluate, genre_weights
+from genre_lib.evaluation.splits import new_items, split
 from tests.test_recommend import tiny_data
 
 FIRST = rec.FIRST_STAGE
@@ -155,8 +155,8 @@ def test_reranked_lists_and_their_reasons(data):
 def test_recommend_stage_off_is_the_blend_and_on_logs_the_model(data, tmp_path, mlflow_uri):
     import mlflow
 
-    from genre_lib.jobrun import JobContext
-    from genre_lib.tables import Lake
+    from genre_lib.orchestration.jobrun import JobContext
+    from genre_lib.lake.storage import Lake
 
     inter, cat = data
     ds = "2026-11-22"
@@ -209,8 +209,8 @@ def test_recommend_stage_off_is_the_blend_and_on_logs_the_model(data, tmp_path, 
 def test_ab_variants_are_scored_on_their_reranked_lists(data):
     """With the re-ranker kept, variants_ab scores what the recommend stage would publish: each arm's
     own candidates re-ordered by the trees, not the arm's blend."""
-    from genre_lib import ab
-    from genre_lib.metrics import ranking_metrics
+    from genre_lib.ranking import ab
+    from genre_lib.evaluation.metrics import ranking_metrics
 
     inter, cat = data
     two = ("ab={salt: s1, variants: [{name: control, share: 0.5}, "
@@ -257,7 +257,7 @@ def test_path_contributions_sum_to_the_prediction_and_name_the_reasons(data):
 
 
 def test_fast_feature_paths_match_the_general_ones(monkeypatch):
-    from genre_lib import rerank_features as rf
+    from genre_lib.ranking import rerank_features as rf
 
     rng = np.random.default_rng(3)
     vec = rng.normal(size=(50, 8)).astype(np.float32)
@@ -286,7 +286,7 @@ def test_a_night_reuses_the_trees_registered_within_retrain_days(data, mlflow_ur
     import mlflow
     import mlflow.lightgbm
 
-    from genre_lib import rerank_registry as registry
+    from genre_lib.ranking import rerank_registry as registry
 
     inter, cat = data
     mlflow.set_tracking_uri(mlflow_uri)

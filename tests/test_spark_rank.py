@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_lib import recommend
-from genre_lib.config import ConfigError, load_config
-from genre_lib.genres import item_genres_pandas, user_genre_weights_pandas
-from genre_lib.jobrun import JobContext
-from genre_lib.tables import Lake, read_history_pandas
+from genre_lib.stages import recommend
+from genre_lib.config.settings import ConfigError, load_config
+from genre_lib.stages.genre_weights import item_genres_pandas, user_genre_weights_pandas
+from genre_lib.orchestration.jobrun import JobContext
+from genre_lib.lake.storage import Lake
+from genre_lib.lake.history import read_history_pandas
 from tests.test_tuning import D, MANIFEST, write_tiny_night
 
 
@@ -66,8 +67,8 @@ def test_spark_engine_equals_local(tmp_path, spark, ab, monkeypatch):
 
 def test_evaluate_spark_engine_equals_local(tmp_path, spark):
     """evaluate's refit ranked on the executors (every variant in one pass) scores as the local engine."""
-    from genre_lib import evaluate
-    from genre_lib.catalogue import Catalogue
+    from genre_lib.stages import evaluate
+    from genre_lib.ranking.catalogue import Catalogue
 
     night(tmp_path / "lake")
     cfg = load_config("configs/default.yaml", [f"lake.root={tmp_path}/lake", "recommend.block_users=7",
@@ -103,8 +104,8 @@ def test_evaluate_in_user_blocks_equals_one_block(tmp_path, spark):
     rows through the scratch's parquet parts): every metric as one block in memory gives."""
     import json
 
-    from genre_lib import evaluate
-    from genre_lib.catalogue import Catalogue
+    from genre_lib.stages import evaluate
+    from genre_lib.ranking.catalogue import Catalogue
 
     night(tmp_path / "lake")
     cfg = load_config("configs/default.yaml", [f"lake.root={tmp_path}/lake", "recommend.user_block_rows=500",

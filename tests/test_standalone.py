@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from genre_lib import standalone
-from genre_lib.standalone import BIN
+from genre_lib.orchestration import standalone
+from genre_lib.orchestration.standalone import BIN
 
 ROOT = Path(__file__).resolve().parent.parent
 D = dt.date(2026, 11, 22)
@@ -24,16 +24,17 @@ TINY = ["data.synthetic.users=40", "data.synthetic.items=60", "data.synthetic.in
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A standalone master and one 2-core worker (genre_lib/standalone.py)."""
+    """A standalone master and one 2-core worker (genre_lib/orchestration/standalone.py)."""
     with standalone.cluster(tmp_path_factory.mktemp("standalone"), workers=1, cores=2, memory="2g") as c:
         yield c
 
 
 def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_path):
-    from genre_lib import clean, genres
-    from genre_lib.config import load_config
-    from genre_lib.jobrun import JobContext
-    from genre_lib.tables import Lake
+    from genre_lib.stages import clean_interactions as clean
+    from genre_lib.stages import genre_weights as genres
+    from genre_lib.config.settings import load_config
+    from genre_lib.orchestration.jobrun import JobContext
+    from genre_lib.lake.storage import Lake
 
     url = cluster.url
     data = tmp_path / "data"
@@ -72,7 +73,7 @@ def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_pat
         assert remote.manifest("interactions_clean", D)[key] == local.manifest("interactions_clean", D)[key], key
 
     # recommend with engine=spark on the cluster's executors equals engine=local on the driver
-    from genre_lib import recommend
+    from genre_lib.stages import recommend
 
     run = subprocess.run([str(BIN / "spark-submit"), "--master", url, "--conf", "spark.executor.memory=1g",
                           "jobs/recommend.py", "--run-date", D.isoformat(),
@@ -90,7 +91,7 @@ def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_pat
                                   check_exact=False, rtol=1e-5, atol=1e-5, obj="recommendations (spark vs local engine)")
 
     # evaluate with engine=spark: its refit ranked on the cluster's executors, the same metrics as local
-    from genre_lib import evaluate
+    from genre_lib.stages import evaluate
 
     run = subprocess.run([str(BIN / "spark-submit"), "--master", url, "--conf", "spark.executor.memory=1g",
                           "jobs/evaluate.py", "--run-date", D.isoformat(),

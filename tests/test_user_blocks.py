@@ -1,4 +1,4 @@
-"""The night's history in user blocks (genre_lib/user_blocks.py): every interaction once, each user in
+"""The night's history in user blocks (genre_lib/lake/user_blocks.py): every interaction once, each user in
 one block, repeats across snapshot partitions dropped as read_history_pandas drops them, the scratch
 removed; a night within user_block_rows is one block, read_history_pandas itself."""
 import math
@@ -6,8 +6,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from genre_lib.tables import Lake, read_history_pandas
-from genre_lib.user_blocks import UserBlocks, block_of
+from genre_lib.lake.storage import Lake
+from genre_lib.lake.history import read_history_pandas
+from genre_lib.lake.user_blocks import UserBlocks, block_of
 from tests.test_recommend import tiny_data
 
 MAN = {"run_id": "t", "config_hash": "x"}

@@ -2,7 +2,7 @@
 whose source generates one (synthetic) unless it is already there (--force rewrites it)."""
 import argparse
 
-from genre_lib.config import load_config
+from genre_lib.config.settings import load_config
 from genre_lib.datasets.source import source_for
 
 p = argparse.ArgumentParser()

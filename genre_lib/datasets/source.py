@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genre_lib.config import ConfigError, PipelineConfig
+from genre_lib.config.settings import ConfigError, PipelineConfig
 from genre_lib.datasets import movielens
 
 DAY = re.compile(r"ds=(\d{4}-\d{2}-\d{2})")

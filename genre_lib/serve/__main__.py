@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from genre_lib.config import ConfigError, load_config
+from genre_lib.config.settings import ConfigError, load_config
 
 
 def main(argv=None) -> int:

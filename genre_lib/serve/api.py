@@ -114,7 +114,7 @@ def create_app(store_factory: Callable[[], ServingStore], settings: Optional[Api
         env = meta.get("pseudonym_key_env") or settings.pseudonym_key_env
         if not os.environ.get(env):
             raise StoreUnavailable(f"night {meta.get('ds')} is pseudonymised but {env} is not set on this server")
-        from genre_lib.pseudonym import pseudonymize  # the recommend stage's own keyed hash
+        from genre_lib.lake.pseudonym import pseudonymize  # the recommend stage's own keyed hash
 
         return str(pseudonymize([user_id], env)[0])
 
@@ -170,7 +170,7 @@ def create_app(store_factory: Callable[[], ServingStore], settings: Optional[Api
 def app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` (several workers): the profile in GENRE_SERVE_CONFIG and
     overrides in GENRE_SERVE_SET (newline-separated key=value)."""
-    from genre_lib.config import load_config
+    from genre_lib.config.settings import load_config
     from genre_lib.serve.store import store_for
 
     overrides = [s for s in os.environ.get("GENRE_SERVE_SET", "").splitlines() if s.strip()]

@@ -28,7 +28,7 @@ __all__ = ["COLD_START_SIZE", "Lookup", "RedisStore", "ServingStore", "SqliteSto
 
 def store_for(cfg) -> ServingStore:
     """The store of a pipeline config's `publish` section."""
-    from genre_lib.config import resolve_path
+    from genre_lib.config.settings import resolve_path
 
     pc = cfg.publish
     if pc.store == "redis":

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genre_lib.tables import STAGES, Lake, outputs, schema
+from genre_lib.lake.tables import STAGES, outputs, schema
+from genre_lib.lake.storage import Lake
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS = {stage: outputs(stage) for stage in STAGES}  # the writer stages declared in tables.py
@@ -46,7 +47,7 @@ class Workspace:
                                 start_new_session=True)  # own process group: kill -9 reaches the JVM too
 
     def run_dying_at(self, stage: str, run_date: str, run_id: str, point: str) -> int:
-        """Run a stage that SIGKILLs itself at a commit's fault point (genre_lib.tables._fault_point);
+        """Run a stage that SIGKILLs itself at a commit's fault point (genre_lib.lake.storage._fault_point);
         the rest of its process group (Spark's JVM) is killed after it. Returns the exit code."""
         p = self.start(stage, run_date, run_id, env={"GENRE_FAULT_AT": point})
         p.communicate(timeout=600)

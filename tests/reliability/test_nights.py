@@ -5,7 +5,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from genre_lib.tables import read_history_pandas
+from genre_lib.lake.history import read_history_pandas
 from tests.reliability.harness import STAGES, Workspace, assert_same
 
 D = "2026-11-22"

@@ -3,18 +3,18 @@ the DAG's first task (the trigger form) and in every job's command line."""
 
 import pytest
 
-from genre_lib import jobrun
-from genre_lib.config import PROJECT_ROOT, ConfigError
-from genre_lib.pipeline import resolve_run
+from genre_lib.orchestration import jobrun
+from genre_lib.config.settings import PROJECT_ROOT, ConfigError
+from genre_lib.orchestration.pipeline import resolve_run
 
 
 @pytest.fixture(autouse=True)
 def spark_starts(monkeypatch):
-    """Every Spark session the pipeline creates goes through genre_lib.spark.get_spark: count them."""
-    import genre_lib.spark
+    """Every Spark session the pipeline creates goes through genre_lib.lake.spark.get_spark: count them."""
+    import genre_lib.lake.spark
 
     calls = []
-    monkeypatch.setattr(genre_lib.spark, "get_spark", lambda *a, **k: calls.append(a) or pytest.fail("Spark started"))
+    monkeypatch.setattr(genre_lib.lake.spark, "get_spark", lambda *a, **k: calls.append(a) or pytest.fail("Spark started"))
     return calls
 
 GOOD = {"config": "configs/default.yaml", "run_date": "2026-11-22", "overrides": []}
@@ -74,9 +74,8 @@ def test_allowed_roots_from_environment(tmp_path, monkeypatch):
     (["--run-date", "2026-11-22", "--config", "configs/none.yaml"], "config"),
 ])
 def test_jobs_refuse_before_spark(argv, field, capsys, spark_starts):
-    started = []
-    rc = jobrun.main("clean_interactions", lambda ctx: started.append(ctx.spark), argv)
-    assert rc == 2 and started == [] and spark_starts == []
+    rc = jobrun.main("clean_interactions", argv)
+    assert rc == 2 and spark_starts == []
     assert field in capsys.readouterr().err
 
 
