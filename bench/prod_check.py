@@ -200,9 +200,9 @@ def verify_serving(run_id: str, lake_root: Path, overrides: list[str]) -> dict:
     from fastapi.testclient import TestClient
 
     from genre_lib.config.settings import load_config
+    from genre_lib.lake.storage import Lake
     from genre_lib.serve.api import create_app
     from genre_lib.serve.store import store_for
-    from genre_lib.lake.storage import Lake
 
     cfg = load_config("configs/default.yaml", overrides)
     client = redis.Redis.from_url(cfg.publish.redis_url)
@@ -230,8 +230,8 @@ def verify(env: dict, run_id: str, lake_root: Path, overrides: list[str]) -> dic
     """Every declared table committed by the run, and its MLflow runs on the server."""
     sys.path.insert(0, str(ROOT))
     from genre_lib.config.settings import load_config
-    from genre_lib.lake.tables import STAGES, TABLES
     from genre_lib.lake.storage import Lake
+    from genre_lib.lake.tables import STAGES, TABLES
 
     tis = dict(sql(env, "SELECT task_id, state FROM task_instance WHERE dag_id=%s AND run_id=%s",
                    (DAG_ID, run_id)))

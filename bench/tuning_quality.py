@@ -26,8 +26,8 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from genre_lib.evaluation import tuning  # noqa: E402
 from genre_lib.config.settings import load_config, with_values  # noqa: E402
+from genre_lib.evaluation import tuning  # noqa: E402
 
 
 def main() -> None:

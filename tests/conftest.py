@@ -60,3 +60,30 @@ def spark():
     s = get_spark(cfg, "tests")
     yield s
     s.stop()
+
+
+# The tiny random-weight BERT of the encoder and classifier tests.
+WORDS = ["the", "a", "of", "and", "film", "movie", "story", "drama", "comedy", "action", "love",
+         "war", "space", "crime", "family", "music", "horror", "night", "city", "hero"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide BERT with a word + letter vocab, saved like any HF checkpoint."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny-bert")
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "-", "'", *WORDS,
+             *[c for c in letters if c not in WORDS], *[f"##{c}" for c in letters]]
+    (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    # `vocab=`, not `vocab_file=`: transformers 5 ignores the latter and maps every word to [UNK]
+    tok = BertTokenizerFast(vocab=str(d / "vocab.txt"), do_lower_case=True)
+    assert tok("war night")["input_ids"] == [2, 9 + WORDS.index("war"), 9 + WORDS.index("night"), 3]
+    tok.save_pretrained(d)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).eval().save_pretrained(d)
+    return str(d)

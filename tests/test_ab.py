@@ -11,14 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_lib.ranking import ab
-from genre_lib.evaluation import ab_eval
-from genre_lib.stages import recommend as rec
 from genre_lib.config.settings import ConfigError, load_config
-from genre_lib.stages.evaluate import evaluate, genre_weights
+from genre_lib.evaluation import ab_eval
 from genre_lib.evaluation.metrics import per_user_metrics, ranking_metrics
+from genre_lib.evaluation.offline import evaluate
 from genre_lib.evaluation.splits import new_items, split
+from genre_lib.lake.catalogue import Catalogue
 from genre_lib.lake.storage import Lake
+from genre_lib.ranking import ab, blend
+from genre_lib.ranking import model as ranker
+from genre_lib.ranking.interest import genre_weights
+from genre_lib.stages import recommend as rec
 from tests.test_recommend import tiny_data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,7 +148,7 @@ def lake(tmp_path_factory):
     lake.write_pandas("items_clean", ds, items, man)
     lake.write_pandas("item_genre_scores", ds, scores, man)
     lake.write_pandas("item_embeddings", ds, emb, man)
-    weights = genre_weights(inter, rec.Catalogue(items=items), load_config(None, []).genres, pd.Timestamp(ds).date())
+    weights = genre_weights(inter, Catalogue(items=items), load_config(None, []).genres, pd.Timestamp(ds).date())
     lake.write_pandas("user_genre_weights", ds, weights, man)
     return lake
 
@@ -165,9 +168,9 @@ def before_ab(ctx, rc=None, model=None) -> pd.DataFrame:
     cfg, rc = ctx.cfg, rc or ctx.cfg.recommend
     if model is None:
         history = ctx.lake.read_pandas("interactions_clean", ctx.ds)
-        model = rec.fit(history, rec.Catalogue.from_lake(ctx.lake, ctx.ds),
+        model = ranker.fit(history, Catalogue.from_lake(ctx.lake, ctx.ds),
                         ctx.lake.read_pandas("user_genre_weights", ctx.ds), rc, cfg.genres, cfg.clean.rating_max)
-    return rec.recommendations_frame(model, rec.recommend(model, rc.weights, rc.top_n, rc.block_users), rc)
+    return blend.recommendations_frame(model, blend.recommend(model, rc.weights, rc.top_n, rc.block_users), rc)
 
 
 def test_without_ab_the_table_is_unchanged_and_variant_is_null(lake):
@@ -205,7 +208,7 @@ def test_each_user_gets_the_list_of_their_variant(lake):
 
 def test_a_fit_time_override_refits_the_model(lake, monkeypatch):
     fits = []
-    real_fit = rec.fit_items  # the item side: fitted once per distinct set of fit-time settings
+    real_fit = ranker.fit_items  # the item side: fitted once per distinct set of fit-time settings
     monkeypatch.setattr(rec, "fit_items", lambda *a, **k: fits.append(a[2].cf_reg) or real_fit(*a, **k))
     ctx, _, table = run_recommend(lake, [ab_set(
         "{name: a, share: 0.5, overrides: {recommend.weights.genre: 0.9}}, "
@@ -238,7 +241,7 @@ def test_per_user_metrics_average_to_ranking_metrics():
 
 def test_evaluate_reports_each_variant_on_its_own_users_with_intervals():
     inter, items, scores, emb = tiny_data(n_users=80, n_items=120, n=2400)  # room for misses: no metric at 1
-    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
+    cat = Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
     cfg = load_config(None, [*BASE, TWO, "eval.k=5", "eval.folds=3"])
     payload = evaluate(inter, cat, cfg)
     block = payload["variants_ab"]
@@ -260,9 +263,9 @@ def test_evaluate_reports_each_variant_on_its_own_users_with_intervals():
     # control carries no override: its numbers are the blend's on exactly the users assigned to it
     train, test = split(inter, "temporal", cfg.eval.holdout_share, cfg.eval.seed)
     test = new_items(test, train)
-    model = rec.fit(train, cat, genre_weights(train, cat, cfg.genres, None), cfg.recommend, cfg.genres, cfg.clean.rating_max)
+    model = ranker.fit(train, cat, genre_weights(train, cat, cfg.genres, None), cfg.recommend, cfg.genres, cfg.clean.rating_max)
     control = np.flatnonzero((ab.assign(model.user_ids, cfg.ab) == "control") & pd.Index(model.user_ids).isin(set(test.user_id)))
-    top = rec.recommend(model, cfg.recommend.weights, 5, 7, users=control)
+    top = blend.recommend(model, cfg.recommend.weights, 5, 7, users=control)
     recs = pd.DataFrame({"user_id": model.user_ids[top.users], "item_id": model.item_ids[top.items], "rank": top.rank})
     ref = ranking_metrics(test[test.user_id.isin(set(model.user_ids[control]))], recs, 5)
     assert ref["users"] == block["control"]["users"]
@@ -293,6 +296,6 @@ def test_bootstrap_is_seeded_and_covers_the_mean():
 
 def test_evaluate_without_ab_has_no_variants_ab():
     inter, items, scores, emb = tiny_data()
-    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
+    cat = Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
     assert "variants_ab" not in evaluate(inter, cat, load_config(None, BASE))
     assert ab_eval.mlflow_metrics(None) == {} and ab_eval.markdown(None, 10) == ""

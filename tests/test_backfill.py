@@ -42,8 +42,8 @@ def test_backfill_three_nights(tmp_path):
     assert all(tis[i][2] <= tis[i + 1][1] for i in range(2)), tis
 
     from genre_lib.config.settings import load_config
-    from genre_lib.lake.tables import TABLES, outputs
     from genre_lib.lake.storage import Lake
+    from genre_lib.lake.tables import TABLES, outputs
 
     # every table has each night's partition, committed by that night's run; except what clean
     # writes per raw day: night N re-cleans days N - clean.late_days .. N, so the last run whose

@@ -16,9 +16,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genre_lib.classifier.model import genre_data  # noqa: E402
-from genre_lib.classifier.model import registry
-from genre_lib.stages import train_classifier as training
+from genre_lib.classifier import (
+    experiment,
+    genre_data,  # noqa: E402
+    registry,
+    training,
+)
 from genre_lib.config.settings import ClassifierConfig  # noqa: E402
 from genre_lib.lake.storage import Lake  # noqa: E402
 
@@ -55,7 +58,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def result(data):
-    return training.run_experiment(data, ClassifierConfig(**FAST))
+    return experiment.run_experiment(data, ClassifierConfig(**FAST))
 
 
 def test_learns_well_above_the_prior(result):
@@ -82,7 +85,7 @@ def test_thresholds_come_from_validation_only(data, result):
     Y = data.Y.copy()
     Y[test_rows] = np.roll(Y[test_rows], 1, axis=1)  # every test item gets other genres
     scrambled = genre_data.GenreData(data.item_ids, data.X, Y, data.labelled, data.texts, data.genres, data.model_id)
-    other = training.run_experiment(scrambled, ClassifierConfig(**FAST))
+    other = experiment.run_experiment(scrambled, ClassifierConfig(**FAST))
     np.testing.assert_array_equal(other.thresholds, result.thresholds)
     assert other.metrics["val_macro_f1"] == result.metrics["val_macro_f1"]
     assert other.metrics["tfidf_val_macro_f1"] == result.metrics["tfidf_val_macro_f1"]
@@ -220,11 +223,11 @@ def test_word_branch_is_chosen_when_only_the_words_carry_the_genre():
     emb["vector"] = list(rng.normal(size=(len(emb), 16)).astype(np.float32))
     data = genre_data.build_data(items, emb, GENRES, fake_word_encoder, 6, "fake")
     assert data.X.shape[1] == 16 + 6 * 24 and data.features == "embedding16+words6x24:fake"
-    r = training.run_experiment(data, ClassifierConfig(**FAST))
+    r = experiment.run_experiment(data, ClassifierConfig(**FAST))
     assert r.metrics["word_branch"] == 1.0 and r.model.use_words
     assert r.metrics["val_macro_f1_with_words"] > r.metrics["val_macro_f1_head_only"] + 0.2
     assert r.metrics["test_macro_f1"] > r.metrics["prior_test_macro_f1"] + 0.15
-    off = training.run_experiment(data, ClassifierConfig(**FAST, word_branch="off"))
+    off = experiment.run_experiment(data, ClassifierConfig(**FAST, word_branch="off"))
     assert off.metrics["word_branch"] == 0.0 and not off.model.use_words
     assert off.metrics["test_macro_f1"] < r.metrics["test_macro_f1"] - 0.15
 

@@ -5,10 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from genre_lib.stages import clean_interactions as clean
 from genre_lib.config.settings import load_config
-from genre_lib.orchestration.jobrun import JobContext
 from genre_lib.lake.storage import Lake
+from genre_lib.orchestration.jobrun import JobContext
+from genre_lib.stages import clean_interactions as clean
 
 D = "2026-11-22"
 

@@ -3,11 +3,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_lib.evaluation import cold_eval
-from genre_lib.stages import recommend as rec
 from genre_lib.config.settings import ConfigError, load_config
-from genre_lib.stages.evaluate import evaluate
+from genre_lib.evaluation import cold_eval
+from genre_lib.evaluation.offline import evaluate
 from genre_lib.evaluation.splits import cold_item_split, cold_items
+from genre_lib.lake.catalogue import Catalogue
 from tests.test_recommend import GENRES, tiny_data
 
 
@@ -26,7 +26,7 @@ def test_folds_evaluated_in_turn_and_averaged():
     inter, items, scores, emb = tiny_data(n_users=40, n=900)
     cfg = load_config(None, ["eval.protocol=cold_items", "eval.cold_item_share=0.25", "eval.cold_folds=4", "eval.k=5",
                              "recommend.weights.genre=1", "recommend.weights.content=0.5"])
-    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
+    cat = Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
     asked = []
 
     def rescore(cold_ids):  # the labels hidden as a classifier that learnt nothing would score them

@@ -13,8 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.airflow_cluster import Cluster, airflow, airflow_env, free_port, generate, overrides, prepare, sql, \
-    xcom_value
+from tests.airflow_cluster import (
+    Cluster,
+    airflow,
+    airflow_env,
+    free_port,
+    generate,
+    overrides,
+    prepare,
+    sql,
+    xcom_value,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 D = "2026-11-22"
@@ -49,7 +58,10 @@ def test_dag_wiring(dag):
     assert spark_stages == {"clean_interactions", "genre_weights", "recommend", "evaluate"}
     assert all(dag.get_task(t).retries >= 1 for t in STAGES)
     assert dag.get_task("resolve_run").retries == 0
-    assert dag.get_task("recommend").upstream_task_ids == {"genre_weights", "train_classifier"}
+    # edges from the declared reads, without those implied by another (genre_weights runs before train_classifier)
+    assert dag.get_task("recommend").upstream_task_ids == {"train_classifier"}
+    assert dag.get_task("genre_weights").upstream_task_ids == {"clean_interactions"}
+    assert dag.get_task("clean_interactions").upstream_task_ids == {"resolve_run"}
     assert dag.get_task("train_classifier").upstream_task_ids == {"genre_weights", "embed_texts"}
     assert dag.get_task("publish").upstream_task_ids == {"evaluate"}
     assert dag.get_task("finish_run").upstream_task_ids == {"publish"}
@@ -96,8 +108,8 @@ def test_dag_structure(bag, dag):
 
 
 def test_trigger_form_schema(dag):
-    from genre_lib.orchestration.pipeline import profile_choices
     from genre_lib.lake.tables import STAGES
+    from genre_lib.orchestration.pipeline import profile_choices
 
     schema = {k: dag.params.get_param(k).schema for k in dag.params.keys()}
     assert set(schema) == {"run_date", "config", "overrides", "stages", "full_refresh"}
@@ -165,10 +177,9 @@ def test_end_to_end_dag_run(tmp_path):
     assert run.returncode == 0, log[-5000:]
     assert "state=success" in log, log[-5000:]
 
-    from genre_lib.orchestration import dag_support as support
     from genre_lib.config.settings import load_config
-    from genre_lib.lake.tables import STAGES, TABLES
     from genre_lib.lake.storage import SUCCESS, Lake
+    from genre_lib.lake.tables import STAGE_SPECS, STAGES, TABLES
     from genre_lib.orchestration.tracking import child_runs
 
     lake = Lake(str(tmp_path / "lake"))

@@ -10,13 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from genre_lib.classifier.model import genre_data
-from genre_lib.classifier.model import registry
-from genre_lib.stages import train_classifier as training
+from genre_lib.classifier import experiment, genre_data, registry, training
 from genre_lib.classifier.model import FinetunedClassifier, encoder_layers, predict_proba, tokenize
 from genre_lib.config.settings import ClassifierConfig, EncoderConfig
 from genre_lib.lake.storage import Lake
-from tests.test_encoder import WORDS, tiny_model  # noqa: F401 (the tiny BERT fixture)
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
 WORD = {"Action": "war", "Comedy": "comedy", "Drama": "drama", "Horror": "horror", "Sci-Fi": "space"}
@@ -65,7 +62,7 @@ def data(tiny_model):
 
 @pytest.fixture(scope="module")
 def result(data, setup):
-    return training.run_experiment(data, ClassifierConfig(**FAST, finetune_layers=1, finetune_on_cpu=True),
+    return experiment.run_experiment(data, ClassifierConfig(**FAST, finetune_layers=1, finetune_on_cpu=True),
                                    finetune=setup)
 
 
@@ -222,7 +219,7 @@ def test_job_gate_rescores_a_finetuned_champion_from_texts(lake, tiny_model, mon
     v3 = client.get_model_version("genre-classifier", "3")
     run3 = client.get_run(v3.run_id)
     assert run3.data.tags["finetune_skipped"] == "no CUDA device"
-    meta3 = mlflow.models.get_model_info(f"models:/genre-classifier/3").metadata
+    meta3 = mlflow.models.get_model_info("models:/genre-classifier/3").metadata
     assert meta3["features"] == "embedding32" and run3.data.metrics["finetune_layers"] == 0.0
     assert v3.tags["gate_decision"] == "kept_champion" and v3.tags["gate_champion_input"] == "texts"
     assert str(client.get_model_version_by_alias("genre-classifier", "champion").version) == "1"

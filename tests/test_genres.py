@@ -4,8 +4,9 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from genre_lib.stages import genre_weights as genres
 from genre_lib.config.settings import GenresConfig
+from genre_lib.ranking import interest
+from genre_lib.stages import genre_weights as genres
 
 D = dt.date(2026, 11, 22)
 
@@ -137,7 +138,7 @@ def test_numpy_twin_equals_spark(spark, opts):
     spark_items = spark.createDataFrame(items)
     spark_hist = spark.createDataFrame(hist.assign(rating=hist.rating.astype(object).where(hist.rating.notna(), None)))
     ref = genres.user_genre_weights(spark_hist, genres.item_genres(None, spark_items, cfg.multi_genre), cfg, D).toPandas()
-    twin = genres.user_genre_weights_pandas(hist, genres.item_genres_pandas(items, cfg.multi_genre), cfg, D)
+    twin = interest.user_genre_weights_pandas(hist, interest.item_genres_pandas(items, cfg.multi_genre), cfg, D)
     key = ["user_id", "genre"]
     ref, twin = ref.sort_values(key).reset_index(drop=True), twin.sort_values(key).reset_index(drop=True)
     assert len(ref) > 50 and ref[key].equals(twin[key])
@@ -152,8 +153,8 @@ def test_pandas_weights_of_a_user_block_with_the_whole_totals_equal_the_whole():
     import numpy as np
 
     from genre_lib.config.settings import load_config
-    from genre_lib.stages.genre_weights import genre_totals, item_genres_pandas, user_genre_weights_pandas
     from genre_lib.lake.user_blocks import block_of
+    from genre_lib.ranking.interest import genre_totals, item_genres_pandas, user_genre_weights_pandas
     from tests.test_recommend import tiny_data
 
     inter, items, *_ = tiny_data(n_users=50, n=2000)

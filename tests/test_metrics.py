@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_lib.stages.evaluate import model_variants
 from genre_lib.evaluation.metrics import ranking_metrics
+from genre_lib.evaluation.offline import model_variants
 from genre_lib.evaluation.splits import stratified_split, temporal_split
 
 

@@ -5,10 +5,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from genre_lib.ranking import mixture
-from genre_lib.stages import recommend as rec
 from genre_lib.config.settings import load_config
-from genre_lib.stages.evaluate import genre_weights
+from genre_lib.lake.catalogue import Catalogue
+from genre_lib.ranking import blend, mixture
+from genre_lib.ranking import model as ranker
+from genre_lib.ranking.interest import genre_weights
 from tests.test_recommend import tiny_data
 
 
@@ -76,22 +77,22 @@ def test_the_mixture_scorer_ranks_by_taste_times_share_and_fits_in_user_blocks()
     cfg = load_config(None, ["recommend.genre_scorer=mixture", "recommend.weights.genre=1"])
     rc, gc = cfg.recommend, cfg.genres
     inter, items, scores, emb = tiny_data()
-    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]])
+    cat = Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]])
     weights = genre_weights(inter, cat, gc, None)
-    whole = rec.fit(inter, cat, weights, rc, gc, cfg.clean.rating_max)
+    whole = ranker.fit(inter, cat, weights, rc, gc, cfg.clean.rating_max)
     assert whole.genre_phi.shape == (whole.n_items, len(whole.genres)) and whole.user_taste.shape[0] == whole.n_users
     raw = whole.user_taste @ whole.genre_phi.T * whole.n_items
-    np.testing.assert_allclose(rec.component_block(whole, "genre", np.arange(whole.n_users)).numpy(),
-                               np.log(raw + rec.GENRE_EPS), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(blend.component_block(whole, "genre", np.arange(whole.n_users)).numpy(),
+                               np.log(raw + blend.GENRE_EPS), rtol=1e-4, atol=1e-4)
     block = block_of(inter["user_id"], 3)
-    side = rec.fit_items(lambda: (inter[block == b] for b in range(3)), cat, rc, gc, cfg.clean.rating_max)
+    side = ranker.fit_items(lambda: (inter[block == b] for b in range(3)), cat, rc, gc, cfg.clean.rating_max)
     np.testing.assert_allclose(side.genre_phi, whole.genre_phi, rtol=1e-9, atol=1e-12)
     part = inter[block == 1]
-    m = rec.fit_users(side, part, weights, rc, gc, cfg.clean.rating_max)
+    m = ranker.fit_users(side, part, weights, rc, gc, cfg.clean.rating_max)
     np.testing.assert_allclose(m.user_taste, whole.user_taste[pd.Index(whole.user_ids).get_indexer(m.user_ids)],
                                rtol=1e-9, atol=1e-12)
     # the seed's form is untouched by the setting's fields
-    seed = rec.fit(inter, cat, weights, load_config(None).recommend, gc, cfg.clean.rating_max)
+    seed = ranker.fit(inter, cat, weights, load_config(None).recommend, gc, cfg.clean.rating_max)
     assert seed.genre_phi is None and seed.user_taste is None
 
 
@@ -101,11 +102,11 @@ def test_other_genre_scores_reach_every_form_s_item_side():
     (popularity) with them; an item without events then ranks by its new genres alone."""
     inter, items, scores, _ = tiny_data()
     inter = inter[inter["item_id"] != "i05"]  # i05 (Drama): no events, a cold item
-    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]])
+    cat = Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]])
     for form in ("mixture", "popularity"):
         cfg = load_config(None, [f"recommend.genre_scorer={form}"])
-        m = rec.fit(inter, cat, genre_weights(inter, cat, cfg.genres, None), cfg.recommend, cfg.genres, cfg.clean.rating_max)
-        same = rec.with_item_genres(m, m.item_genre, m.item_has_genre)
+        m = ranker.fit(inter, cat, genre_weights(inter, cat, cfg.genres, None), cfg.recommend, cfg.genres, cfg.clean.rating_max)
+        same = ranker.with_item_genres(m, m.item_genre, m.item_has_genre)
         for f in ("genre_phi", "genre_scale"):
             if getattr(m, f) is not None:
                 np.testing.assert_allclose(getattr(same, f), getattr(m, f), rtol=1e-12, err_msg=f)
@@ -113,13 +114,13 @@ def test_other_genre_scores_reach_every_form_s_item_side():
         i, a, c = list(m.item_ids).index("i05"), m.genres.index("Drama"), m.genres.index("Comedy")
         s[i] = 0.0
         s[i, c] = 1.0  # relabelled Comedy
-        other = rec.with_item_genres(m, s, m.item_has_genre)
+        other = ranker.with_item_genres(m, s, m.item_has_genre)
         if form == "mixture":
             assert m.genre_phi[i, a] > 0 and m.genre_phi[i, c] == 0
             assert other.genre_phi[i, a] == 0 and other.genre_phi[i, c] > 0
             np.testing.assert_allclose(other.genre_phi.sum(0), 1.0)
         else:
             assert not np.allclose(other.genre_scale, m.genre_scale)
-        g = rec.component_block(other, "genre", np.arange(other.n_users)).numpy()[:, i]
+        g = blend.component_block(other, "genre", np.arange(other.n_users)).numpy()[:, i]
         fan = np.argsort(-other.user_genre[:, c])  # users keenest on Comedy rank the relabelled item higher
         assert g[fan[:5]].mean() > g[fan[-5:]].mean()

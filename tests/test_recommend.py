@@ -6,22 +6,24 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import torch
 
-from genre_lib.stages import recommend as rec
 from genre_lib.config.settings import load_config
-from genre_lib.stages.evaluate import genre_weights
+from genre_lib.lake.catalogue import Catalogue
 from genre_lib.lake.pseudonym import pseudonymize
+from genre_lib.ranking import blend, cf
+from genre_lib.ranking import model as ranker
+from genre_lib.ranking.interest import genre_weights
 from genre_lib.ranking.topk import topk_rows
 
 
 def fit(interactions, catalogue, cfg):
     """As evaluation refits: genre weights from the genres stage's rule (numpy twin) on the same rows."""
     weights = genre_weights(interactions, catalogue, cfg.genres, None)
-    return rec.fit(interactions, catalogue, weights, cfg.recommend, cfg.genres, cfg.clean.rating_max)
+    return ranker.fit(interactions, catalogue, weights, cfg.recommend, cfg.genres, cfg.clean.rating_max)
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +61,7 @@ def cfg():
 @pytest.fixture
 def fitted(cfg):
     inter, items, scores, emb = tiny_data()
-    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
+    cat = Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
     return fit(inter, cat, cfg), inter
 
 
@@ -69,12 +71,12 @@ def test_genre_weights_follow_the_seed_formula(cfg):
     items = pd.DataFrame({"item_id": ["x", "y", "z"], "title": "t", "genres": [["Action"], ["Action", "Drama"], []]})
     scores = pd.DataFrame({"item_id": ["x", "y", "y"], "genre": ["Action", "Action", "Drama"], "probability": [1.0, 1.0, 1.0]})
     cfg = load_config(None, ["recommend.gamma=0.25", "genres.multi_genre=split"])
-    model = fit(inter, rec.Catalogue(items=items, item_genre_scores=scores), cfg)
+    model = fit(inter, Catalogue(items=items, item_genre_scores=scores), cfg)
     # f(a, Action) = 1 + 1/2, f(a, Drama) = 1/2 (z has no genres) -> w = 0.75, 0.25
     assert model.genres == ["Action", "Drama"]
     np.testing.assert_allclose(model.user_genre[0], [0.75, 0.25])
     # R = sum_c w s / sum_c w; a missing (item, genre) score is gamma: x lacks Drama, z has none
-    r = rec.genre_r(model, np.zeros(3, int), np.arange(3))
+    r = ranker.genre_r(model, np.zeros(3, int), np.arange(3))
     np.testing.assert_allclose(r, [0.75 + 0.25 * 0.25, 1.0, 0.25], rtol=0, atol=1e-12)
 
 
@@ -90,8 +92,8 @@ def test_topk_rows_is_exact(n, k, chunk):
 def test_block_topk_matches_full_ranking_and_drops_seen(fitted):
     model, _ = fitted
     w = {"genre": 1.0, "content": 0.5, "cf": 2.0, "popularity": 0.3}
-    top = rec.recommend(model, w, 5, block_users=4)
-    full = sum(wt * rec._standardise(rec.component_block(model, c, np.arange(model.n_users))) for c, wt in w.items())
+    top = blend.recommend(model, w, 5, block_users=4)
+    full = sum(wt * blend._standardise(blend.component_block(model, c, np.arange(model.n_users))) for c, wt in w.items())
     seen = model.seen.toarray() > 0
     full[torch.from_numpy(seen)] = float("-inf")
     ref = torch.topk(full, 5, dim=1)
@@ -111,65 +113,66 @@ def test_recommend_many_ranks_each_blend_as_recommend_alone(fitted):
     blends = {"blend": {"genre": 1.0, "content": 0.5, "cf": 2.0}, "cf": {"cf": 1.0},
               "blend-cf": {"genre": 1.0, "content": 0.5}, "popularity": {"popularity": 1.0}}
     users, cands = np.arange(3, model.n_users, 2), np.arange(0, model.n_items, 3)
-    many = rec.recommend_many(model, blends, 4, 5, users=users, candidates=cands, gather=("popularity",))
+    many = blend.recommend_many(model, blends, 4, 5, users=users, candidates=cands, gather=("popularity",))
     assert list(many) == list(blends)
     for name, w in blends.items():
-        one = rec.recommend(model, w, 4, 5, users=users, candidates=cands, gather=("popularity",))
+        one = blend.recommend(model, w, 4, 5, users=users, candidates=cands, gather=("popularity",))
         got = many[name]
         assert np.array_equal(got.users, one.users) and np.array_equal(got.items, one.items)
         assert np.array_equal(got.rank, one.rank) and np.array_equal(got.score, one.score)
         assert set(got.items) <= set(cands)
-        for c in rec.COMPONENTS:
+        for c in ranker.COMPONENTS:
             np.testing.assert_array_equal(got.components[c], one.components[c])
         assert not np.isnan(got.components["popularity"]).any()
     with pytest.raises(ValueError, match="'none'"):
-        rec.recommend_many(model, {"none": {"genre": 0.0}}, 4, 5)
+        blend.recommend_many(model, {"none": {"genre": 0.0}}, 4, 5)
 
 
 def test_blocks_shrink_to_the_byte_budget_with_the_same_lists(fitted, monkeypatch):
     """Past BLOCK_BYTES the ranking block holds fewer users than block_users; the lists are the same."""
     model, _ = fitted
     w = {"genre": 1.0, "content": 0.5, "cf": 2.0, "popularity": 0.3}
-    whole = rec.recommend(model, w, 4, 1000)
+    whole = blend.recommend(model, w, 4, 1000)
     calls = []
-    real = rec.component_block
-    monkeypatch.setattr(rec, "component_block", lambda m, c, rows: calls.append(len(rows)) or real(m, c, rows))
-    monkeypatch.setattr(rec, "BLOCK_BYTES", 4 * model.n_items * (len(w) + 4) * 3)  # 3 users a block
-    assert rec.block_rows(1000, model.n_items, len(w) + 4) == 3
-    small = rec.recommend(model, w, 4, 1000)
+    real = blend.component_block
+    monkeypatch.setattr(blend, "component_block", lambda m, c, rows: calls.append(len(rows)) or real(m, c, rows))
+    monkeypatch.setattr(blend, "BLOCK_BYTES", 4 * model.n_items * (len(w) + 4) * 3)  # 3 users a block
+    assert blend.block_rows(1000, model.n_items, len(w) + 4) == 3
+    small = blend.recommend(model, w, 4, 1000)
     assert max(calls) == 3 and len(calls) == len(w) * -(-model.n_users // 3)
     assert np.array_equal(small.users, whole.users) and np.array_equal(small.items, whole.items)
     np.testing.assert_allclose(small.score, whole.score, rtol=1e-5, atol=1e-6)
-    assert rec.block_rows(2, model.n_items, 8) == 2 and rec.block_rows(10, 10**12, 8) == 1
+    assert blend.block_rows(2, model.n_items, 8) == 2 and blend.block_rows(10, 10**12, 8) == 1
 
 
 def test_recommendations_table_and_reasons(fitted, cfg):
     model, _ = fitted
-    top = rec.recommend(model, cfg.recommend.weights, 5, 7)
-    frame = rec.recommendations_frame(model, top, cfg.recommend)
+    top = blend.recommend(model, cfg.recommend.weights, 5, 7)
+    frame = blend.recommendations_frame(model, top, cfg.recommend)
     assert frame.groupby("user_id")["rank"].apply(list).map(lambda r: r == [1, 2, 3, 4, 5]).all()
     first = frame.iloc[0]
-    assert first["reason"].split(" | ")[0] in rec.COMPONENTS
+    assert first["reason"].split(" | ")[0] in ranker.COMPONENTS
     assert "like: Title " in first["reason"]
     assert frame["reason"].str.contains("genre: ").mean() > 0.5
-    from genre_lib.lake.tables import schema
     import pyarrow as pa
+
+    from genre_lib.lake.tables import schema
     pa.Table.from_pandas(frame[schema("recommendations").names], schema=schema("recommendations"), preserve_index=False)
 
 
 def test_pseudonyms_are_keyed_and_stable(monkeypatch, fitted, cfg):
     model, _ = fitted
     rc = cfg.recommend.model_copy(update={"pseudonymize_users": True})
-    top = rec.recommend(model, rc.weights, 3, 7)
+    top = blend.recommend(model, rc.weights, 3, 7)
     monkeypatch.delenv(rc.pseudonym_key_env, raising=False)
     with pytest.raises(RuntimeError, match=rc.pseudonym_key_env):
-        rec.recommendations_frame(model, top, rc)
+        blend.recommendations_frame(model, top, rc)
     monkeypatch.setenv(rc.pseudonym_key_env, "k1")
-    a = rec.recommendations_frame(model, top, rc)["user_id"]
+    a = blend.recommendations_frame(model, top, rc)["user_id"]
     assert not set(a) & set(model.user_ids) and a.str.len().eq(32).all()
     assert (pseudonymize(["u01"], rc.pseudonym_key_env) == pseudonymize(["u01"], rc.pseudonym_key_env)).all()
     monkeypatch.setenv(rc.pseudonym_key_env, "k2")
-    assert not set(rec.recommendations_frame(model, top, rc)["user_id"]) & set(a)
+    assert not set(blend.recommendations_frame(model, top, rc)["user_id"]) & set(a)
 
 
 def test_fit_sees_only_the_training_split(cfg):
@@ -177,7 +180,7 @@ def test_fit_sees_only_the_training_split(cfg):
 
     inter, items, scores, emb = tiny_data()
     train, test = temporal_split(inter, 0.2)
-    cat = rec.Catalogue(items=items, item_genre_scores=scores, embeddings=emb)
+    cat = Catalogue(items=items, item_genre_scores=scores, embeddings=emb)
     model = fit(train, cat, cfg)
     full = fit(inter, cat, cfg)
     u = pd.Index(model.user_ids).get_indexer(test["user_id"])
@@ -195,8 +198,8 @@ def test_cf_learns_co_occurrence():
            [(f"v{u}", f"b{j}") for u in range(20) for j in range(5) if (u + j) % 5]
     inter = pd.DataFrame(rows, columns=["user_id", "item_id"])
     cfg = load_config(None, ["recommend.cf_reg=1"])
-    model = fit(inter, rec.Catalogue(), cfg)
-    top = rec.recommend(model, {"cf": 1.0}, 1, 16)
+    model = fit(inter, Catalogue(), cfg)
+    top = blend.recommend(model, {"cf": 1.0}, 1, 16)
     got = model.item_ids[top.items]
     assert all(i[0] == u[0].replace("u", "a").replace("v", "b") for u, i in zip(model.user_ids[top.users], got))
 
@@ -208,17 +211,17 @@ def test_item_knn_is_the_cosine_top_k_and_scores_every_item_past_cf_max_items():
     norms = np.linalg.norm(dense, axis=0)
     cos = dense.T @ dense / np.maximum(np.outer(norms, norms), 1e-12)
     np.fill_diagonal(cos, 0)
-    knn = rec.item_knn(x, neighbours=4, block=7).toarray()  # blocks: 7, 7, 7, 4 items
+    knn = cf.item_knn(x, neighbours=4, block=7).toarray()  # blocks: 7, 7, 7, 4 items
     for i in range(25):
         kept = np.flatnonzero(knn[i])
         assert len(kept) <= 4 and np.allclose(knn[i, kept], cos[i, kept], atol=1e-6)
         assert cos[i, kept].min(initial=np.inf) >= np.sort(cos[i])[-4] - 1e-6  # the 4 largest (ties aside)
 
     inter, items, scores, emb = tiny_data()
-    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
+    cat = Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
     big = fit(inter, cat, load_config(None, ["recommend.cf_max_items=10"]))  # 40 items with interactions > 10
     assert big.ease is None and big.knn is not None and len(big.ease_items) > 10
-    top = rec.recommend(big, {"cf": 1.0}, 5, 7)
+    top = blend.recommend(big, {"cf": 1.0}, 5, 7)
     assert len(np.unique(top.items)) > 10  # cf reaches past the 10 most popular items
     small = fit(inter, cat, load_config(None, []))
     assert small.knn is None and small.ease is not None
@@ -229,16 +232,16 @@ def test_cf_recency_weights_the_latest_items():
     t = pd.Timestamp("2026-11-01", tz="UTC")
     inter = pd.DataFrame({"user_id": ["a", "a", "a", "a", "b"], "item_id": ["x", "y", "z", "x", "y"],
                           "ts": [t, t + pd.Timedelta(1, "h"), t + pd.Timedelta(2, "h"), t + pd.Timedelta(3, "h"), t]})
-    m = rec.recency_matrix(inter, pd.Index(["a", "b"]), pd.Index(["x", "y", "z"]), half_life=1.0).toarray()
+    m = cf.recency_matrix(inter, pd.Index(["a", "b"]), pd.Index(["x", "y", "z"]), half_life=1.0).toarray()
     np.testing.assert_allclose(m, [[1.0, 0.25, 0.5], [0.0, 1.0, 0.0]])
     # in the model: the recency only changes x_u, not B; off by default
     inter2, items, scores, emb = tiny_data()
-    plain = fit(inter2, rec.Catalogue(), load_config(None, []))
-    recent = fit(inter2, rec.Catalogue(), load_config(None, ["recommend.cf_recency_half_life=2"]))
+    plain = fit(inter2, Catalogue(), load_config(None, []))
+    recent = fit(inter2, Catalogue(), load_config(None, ["recommend.cf_recency_half_life=2"]))
     assert plain.cf_input is None and recent.cf_input.nnz == plain.seen.nnz
     np.testing.assert_array_equal(plain.ease, recent.ease)
     rows = np.arange(5)
-    assert not torch.allclose(rec.component_block(plain, "cf", rows), rec.component_block(recent, "cf", rows))
+    assert not torch.allclose(blend.component_block(plain, "cf", rows), blend.component_block(recent, "cf", rows))
     with pytest.raises(Exception):
         load_config(None, ["recommend.cf_recency_half_life=0"])
 
@@ -247,13 +250,13 @@ def test_cf_rating_power_weights_input_and_fit():
     # (rating / rating_max) ** a per distinct item, its highest rating when rated twice, 1 without a rating
     inter = pd.DataFrame({"user_id": ["a", "a", "a", "b"], "item_id": ["x", "y", "x", "z"],
                           "rating": [1.0, 4.0, 5.0, np.nan]})
-    m = rec.rating_matrix(inter, pd.Index(["a", "b"]), pd.Index(["x", "y", "z"]), power=0.5, rating_max=5.0).toarray()
+    m = cf.rating_matrix(inter, pd.Index(["a", "b"]), pd.Index(["x", "y", "z"]), power=0.5, rating_max=5.0).toarray()
     np.testing.assert_allclose(m, [[1.0, np.sqrt(0.8), 0.0], [0.0, 0.0, 1.0]], rtol=1e-6)
     # in the model: B is fit on the weighted matrix and x_u reads it; recency multiplies on top
     inter2, items, scores, emb = tiny_data()
-    plain = fit(inter2, rec.Catalogue(), load_config(None, []))
-    rated = fit(inter2, rec.Catalogue(), load_config(None, ["recommend.cf_rating_power=1"]))
-    both = fit(inter2, rec.Catalogue(), load_config(None, ["recommend.cf_rating_power=1",
+    plain = fit(inter2, Catalogue(), load_config(None, []))
+    rated = fit(inter2, Catalogue(), load_config(None, ["recommend.cf_rating_power=1"]))
+    both = fit(inter2, Catalogue(), load_config(None, ["recommend.cf_rating_power=1",
                                                                 "recommend.cf_recency_half_life=2"]))
     assert plain.cf_rating is None and rated.cf_input is rated.cf_rating
     assert not np.allclose(plain.ease, rated.ease)
@@ -280,7 +283,7 @@ def test_recommend_and_evaluate_jobs(tmp_path):
     lake.write_pandas("item_genres", ds, scores.rename(columns={"probability": "score"}), man)
     lake.write_pandas("item_embeddings", ds, emb, man)
     cfg = load_config(None, [])
-    weights = genre_weights(inter, rec.Catalogue(items=items), cfg.genres, pd.Timestamp(ds).date())
+    weights = genre_weights(inter, Catalogue(items=items), cfg.genres, pd.Timestamp(ds).date())
     lake.write_pandas("user_genre_weights", ds, weights, man)
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PATH": "/usr/bin:/bin",
            "JAVA_HOME": __import__("os").environ.get("JAVA_HOME", ""), "HOME": str(tmp_path)}
@@ -327,7 +330,7 @@ def test_recommend_and_evaluate_jobs(tmp_path):
 def test_cold_items_protocol_ranks_only_held_out_items():
     """cold_items: cold items lose all their interactions and their labels (rescore gives their genre
     scores); every model ranks only them; random and genre-labels sit beside the blend."""
-    from genre_lib.stages.evaluate import evaluate
+    from genre_lib.evaluation.offline import evaluate
     from genre_lib.evaluation.splits import cold_item_split
 
     inter, items, scores, emb = tiny_data(n_users=40, n=900)
@@ -344,7 +347,7 @@ def test_cold_items_protocol_ranks_only_held_out_items():
                              "genre": GENRES * len(set(cold_ids)), "probability": 1 / len(GENRES)})
         return pd.concat([scores[~hidden][["item_id", "genre", "probability"]], flat], ignore_index=True)
 
-    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
+    cat = Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
     payload = evaluate(inter, cat, cfg, rescore=rescore)
     assert asked == [set(cold)] and payload["cold_items"] == len(cold)
     models = payload["models"]
@@ -368,24 +371,24 @@ def test_fit_in_user_blocks_equals_one_fit(sets):
                              "recommend.weights.popularity=0.3", *sets])
     rc, gc = cfg.recommend, cfg.genres
     inter, items, scores, emb = tiny_data()
-    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
+    cat = Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
     weights = genre_weights(inter, cat, gc, None)
-    whole = rec.fit(inter, cat, weights, rc, gc, cfg.clean.rating_max)
+    whole = ranker.fit(inter, cat, weights, rc, gc, cfg.clean.rating_max)
     block = block_of(inter["user_id"], 3)
     parts = [inter[block == b] for b in range(3)]
     assert all(len(p) for p in parts)
-    side = rec.fit_items(lambda: iter(parts), cat, rc, gc, cfg.clean.rating_max)
+    side = ranker.fit_items(lambda: iter(parts), cat, rc, gc, cfg.clean.rating_max)
     assert side.n_users == 0 and (side.knn is not None) == bool(sets and "cf_max_items" in sets[0])
     np.testing.assert_array_equal(side.popularity, whole.popularity)
     np.testing.assert_array_equal(side.item_users, np.asarray(whole.seen.sum(0)).ravel())
     for b, part in enumerate(parts):
-        m = rec.fit_users(side, part, weights, rc, gc, cfg.clean.rating_max)
+        m = ranker.fit_users(side, part, weights, rc, gc, cfg.clean.rating_max)
         rows = pd.Index(whole.user_ids).get_indexer(m.user_ids)
         assert m.n_users == part["user_id"].nunique() and (rows >= 0).all()
         for c in ("genre", "content", "cf", "popularity"):
-            np.testing.assert_allclose(rec.component_block(m, c, np.arange(m.n_users)).numpy(),
-                                       rec.component_block(whole, c, rows).numpy(), rtol=1e-5, atol=1e-5, err_msg=c)
-        got, want = rec.recommend(m, rc.weights, 5, 7), rec.recommend(whole, rc.weights, 5, 7, users=rows)
+            np.testing.assert_allclose(blend.component_block(m, c, np.arange(m.n_users)).numpy(),
+                                       blend.component_block(whole, c, rows).numpy(), rtol=1e-5, atol=1e-5, err_msg=c)
+        got, want = blend.recommend(m, rc.weights, 5, 7), blend.recommend(whole, rc.weights, 5, 7, users=rows)
         np.testing.assert_array_equal(m.item_ids[got.items], whole.item_ids[want.items])
         np.testing.assert_array_equal(m.user_ids[got.users], whole.user_ids[want.users])
         np.testing.assert_allclose(got.score, want.score, rtol=1e-5, atol=1e-5)

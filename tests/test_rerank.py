@@ -5,14 +5,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_lib.stages import recommend as rec
-from genre_lib.ranking import rerank
 from genre_lib.config.settings import ConfigError, load_config
-from genre_lib.stages.evaluate import evaluate, genre_weights
+from genre_lib.evaluation.offline import evaluate
 from genre_lib.evaluation.splits import new_items, split
+from genre_lib.lake.catalogue import Catalogue
+from genre_lib.ranking import blend, rerank
+from genre_lib.ranking import model as ranker
+from genre_lib.ranking.interest import genre_weights
+from genre_lib.stages import recommend as rec
 from tests.test_recommend import tiny_data
 
-FIRST = rec.FIRST_STAGE
 SMALL = ["rerank.candidates=30", "rerank.n_estimators=20", "rerank.early_stopping_rounds=5",
          "rerank.min_child_samples=5", "rerank.threads=1", "recommend.top_n=5", "eval.k=5"]
 
@@ -20,7 +22,7 @@ SMALL = ["rerank.candidates=30", "rerank.n_estimators=20", "rerank.early_stoppin
 @pytest.fixture(scope="module")
 def data():
     inter, items, scores, emb = tiny_data(n_users=60, n_items=80, n=2000)
-    cat = rec.Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
+    cat = Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
     return inter, cat
 
 
@@ -29,7 +31,7 @@ def cfg_with(*overrides):
 
 
 def full_model(inter, cat, cfg):
-    return rec.fit(inter, cat, genre_weights(inter, cat, cfg.genres, None), cfg.recommend, cfg.genres, 5.0)
+    return ranker.fit(inter, cat, genre_weights(inter, cat, cfg.genres, None), cfg.recommend, cfg.genres, 5.0)
 
 
 def test_config_reads_yaml_on_off_and_refuses_unknown_modes():
@@ -44,8 +46,8 @@ def test_gathering_every_scorer_leaves_the_blend_unchanged(data):
     inter, cat = data
     cfg = cfg_with()
     model = full_model(inter, cat, cfg)
-    a = rec.recommend(model, cfg.recommend.weights, 30, 7)
-    b = rec.recommend(model, cfg.recommend.weights, 30, 7, gather=rerank.COMPONENTS)
+    a = blend.recommend(model, cfg.recommend.weights, 30, 7)
+    b = blend.recommend(model, cfg.recommend.weights, 30, 7, gather=rerank.COMPONENTS)
     for f in ("users", "items", "rank", "score"):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
     for c in a.weights:
@@ -57,12 +59,12 @@ def test_features_are_finite_and_aligned_with_the_candidates(data):
     inter, cat = data
     cfg = cfg_with()
     model = full_model(inter, cat, cfg)
-    top, x = rerank.candidates(model, inter, cfg.recommend, cfg, FIRST)
+    top, x = rerank.candidates(model, inter, cfg.recommend, cfg)
     assert list(x.columns) == rerank.FEATURES and len(x) == len(top.users) == 30 * model.n_users
     assert np.isfinite(x.to_numpy()).all() and (x.dtypes == np.float32).all()
     np.testing.assert_array_equal(x["blend_rank"], top.rank)
     np.testing.assert_allclose(x["z_cf"], top.components["cf"], rtol=1e-6)
-    np.testing.assert_allclose(x["genre_r"], rec.genre_r(model, top.users, top.items), rtol=1e-6)
+    np.testing.assert_allclose(x["genre_r"], ranker.genre_r(model, top.users, top.items), rtol=1e-6)
     first = np.flatnonzero(top.rank == 1)
     assert (x["rank_cf"].to_numpy()[first] >= 1).all() and x["rank_cf"].max() == 30
     # the sequence features compare with the user's newest items: a user's newest item is in `last`
@@ -79,7 +81,7 @@ def test_training_labels_come_from_the_inner_holdout_only(data):
     inter, cat = data
     cfg = cfg_with("rerank.enabled=on")
     train, test = split(inter, "temporal", 0.2, 42)
-    d = rerank.training_set(train, cat, cfg, None, FIRST)
+    d = rerank.training_set(train, cat, cfg, None)
     inner, holdout = split(train, "temporal", 0.2, 42)
     pos = pd.DataFrame({"user_id": d.model.user_ids[d.top.users[d.y > 0]],
                         "item_id": d.model.item_ids[d.top.items[d.y > 0]]})
@@ -112,7 +114,7 @@ def test_evaluation_fits_the_reranker_on_the_training_split_only(data, monkeypat
 
 def test_auto_records_the_decision_and_keeps_only_a_gain(data):
     inter, cat = data
-    rr, _ = rerank.fit(inter, cat, cfg_with("rerank.enabled=auto"), None, FIRST)
+    rr, _ = rerank.fit(inter, cat, cfg_with("rerank.enabled=auto"), None)
     d = rr.decision
     assert d["enabled"] == "auto" and d["metric"] == "ndcg@5" and set(d["validation"]) == {"blend", "rerank"}
     assert d["difference"] == pytest.approx(d["validation"]["rerank"] - d["validation"]["blend"])
@@ -133,10 +135,10 @@ def test_off_changes_nothing_in_evaluation(data):
 def test_reranked_lists_and_their_reasons(data):
     inter, cat = data
     cfg = cfg_with("rerank.enabled=on")
-    rr, _ = rerank.fit(inter, cat, cfg, None, FIRST)
+    rr, _ = rerank.fit(inter, cat, cfg, None)
     model = full_model(inter, cat, cfg)
     top = rr.rank(model, inter, cfg.recommend)
-    frame = rec.recommendations_frame(model, top, cfg.recommend)
+    frame = blend.recommendations_frame(model, top, cfg.recommend)
     assert len(frame) == 5 * model.n_users
     assert (frame.groupby("user_id")["rank"].apply(list) == pd.Series([[1, 2, 3, 4, 5]] * model.n_users,
                                                                      index=sorted(model.user_ids))).all()
@@ -147,7 +149,7 @@ def test_reranked_lists_and_their_reasons(data):
         head = reason.split(" | ")[0]
         assert head.startswith("rerank: ") and set(head[len("rerank: "):].split(", ")) <= labels
     # reasons name the features with the largest positive contribution of each row
-    x = rerank.candidates(model, inter, cfg.recommend, cfg, FIRST)[1]
+    x = rerank.candidates(model, inter, cfg.recommend, cfg)[1]
     contrib = rr.booster.predict(x.iloc[:1].to_numpy(), pred_contrib=True)[0, :-1]
     assert contrib.shape == (len(rerank.FEATURES),)
 
@@ -155,8 +157,8 @@ def test_reranked_lists_and_their_reasons(data):
 def test_recommend_stage_off_is_the_blend_and_on_logs_the_model(data, tmp_path, mlflow_uri):
     import mlflow
 
-    from genre_lib.orchestration.jobrun import JobContext
     from genre_lib.lake.storage import Lake
+    from genre_lib.orchestration.jobrun import JobContext
 
     inter, cat = data
     ds = "2026-11-22"
@@ -173,10 +175,10 @@ def test_recommend_stage_off_is_the_blend_and_on_logs_the_model(data, tmp_path, 
     rec.run(JobContext.of("recommend", cfg_with(f"lake.root={lake.root}", "rerank.enabled=off"), ds))
     off = lake.read_pandas("recommendations", ds)
     history = lake.read_pandas("interactions_clean", ds)
-    model = rec.fit(history, rec.Catalogue.from_lake(lake, ds), weights, base.recommend, base.genres, 5.0)
-    blend = rec.recommendations_frame(model, rec.recommend(model, base.recommend.weights, 5, base.recommend.block_users),
+    model = ranker.fit(history, Catalogue.from_lake(lake, ds), weights, base.recommend, base.genres, 5.0)
+    plain = blend.recommendations_frame(model, blend.recommend(model, base.recommend.weights, 5, base.recommend.block_users),
                                       base.recommend)
-    pd.testing.assert_frame_equal(off[blend.columns].reset_index(drop=True), blend.reset_index(drop=True),
+    pd.testing.assert_frame_equal(off[plain.columns].reset_index(drop=True), plain.reset_index(drop=True),
                                   check_dtype=False)
 
     mlflow.set_tracking_uri(mlflow_uri)
@@ -209,8 +211,8 @@ def test_recommend_stage_off_is_the_blend_and_on_logs_the_model(data, tmp_path, 
 def test_ab_variants_are_scored_on_their_reranked_lists(data):
     """With the re-ranker kept, variants_ab scores what the recommend stage would publish: each arm's
     own candidates re-ordered by the trees, not the arm's blend."""
-    from genre_lib.ranking import ab
     from genre_lib.evaluation.metrics import ranking_metrics
+    from genre_lib.ranking import ab
 
     inter, cat = data
     two = ("ab={salt: s1, variants: [{name: control, share: 0.5}, "
@@ -219,15 +221,15 @@ def test_ab_variants_are_scored_on_their_reranked_lists(data):
     block = evaluate(inter, cat, cfg)["variants_ab"]
     train, held = split(inter, "temporal", cfg.eval.holdout_share, cfg.eval.seed)
     test = new_items(held, train)
-    rankers, _ = rerank.evaluation_fit(train, cat, cfg, None, FIRST)
+    rankers, _ = rerank.evaluation_fit(train, cat, cfg, None)
     model = full_model(train, cat, cfg)
     control = np.flatnonzero((ab.assign(model.user_ids, cfg.ab) == "control") & pd.Index(model.user_ids).isin(set(test.user_id)))
     truth = test[test.user_id.isin(set(model.user_ids[control]))]
-    reranked = ranking_metrics(truth, rerank.evaluation_rank(rankers, model, train, control, cfg, FIRST)["rerank"], 5)
-    top = rec.recommend(model, cfg.recommend.weights, 5, 7, users=control)
-    blend = ranking_metrics(truth, pd.DataFrame({"user_id": model.user_ids[top.users], "item_id": model.item_ids[top.items],
+    reranked = ranking_metrics(truth, rerank.evaluation_rank(rankers, model, train, control, cfg)["rerank"], 5)
+    top = blend.recommend(model, cfg.recommend.weights, 5, 7, users=control)
+    plain = ranking_metrics(truth, pd.DataFrame({"user_id": model.user_ids[top.users], "item_id": model.item_ids[top.items],
                                                  "rank": top.rank}), 5)
-    assert reranked["ndcg@5"] != pytest.approx(blend["ndcg@5"], abs=1e-9)  # the two lists differ here
+    assert reranked["ndcg@5"] != pytest.approx(plain["ndcg@5"], abs=1e-9)  # the two lists differ here
     assert block["control"]["users"] == reranked["users"]
     for m in ("ndcg@5", "precision@5", "recall@5", "map@5"):
         assert block["control"][m] == pytest.approx(reranked[m], abs=1e-12)
@@ -236,10 +238,10 @@ def test_ab_variants_are_scored_on_their_reranked_lists(data):
 def test_path_contributions_sum_to_the_prediction_and_name_the_reasons(data):
     inter, cat = data
     cfg = cfg_with("rerank.enabled=on", "rerank.n_estimators=40", "rerank.early_stopping_rounds=40")
-    rr, _ = rerank.fit(inter, cat, cfg, None, FIRST)
+    rr, _ = rerank.fit(inter, cat, cfg, None)
     assert rr.booster.num_trees() > 5
     model = full_model(inter, cat, cfg)
-    cand, x = rerank.candidates(model, inter, cfg.recommend, cfg, FIRST)
+    cand, x = rerank.candidates(model, inter, cfg.recommend, cfg)
     contrib = rerank.path_contributions(rr.booster, x.to_numpy(), 1)
     assert contrib.shape == (len(x), len(rerank.FEATURES) + 1)
     np.testing.assert_allclose(contrib.sum(1), rr.predict(x), rtol=1e-9, atol=1e-9)
@@ -295,18 +297,18 @@ def test_a_night_reuses_the_trees_registered_within_retrain_days(data, mlflow_ur
     night = dt.date(2026, 11, 20)
     with mlflow.start_run():
         assert registry.reusable(weekly, night) is None  # nothing registered yet
-        trained, m1 = rerank.night(inter, cat, weekly, night, FIRST)
+        trained, m1 = rerank.night(inter, cat, weekly, night)
     assert m1["rerank_reused"] == 0.0 and "rerank_fit_seconds" in m1
 
     fits = []
     real_fit = rerank.fit
     monkeypatch.setattr(rerank, "fit", lambda *a, **k: fits.append(a[3]) or real_fit(*a, **k))
     with mlflow.start_run() as run:
-        reused, m2 = rerank.night(inter, cat, weekly, night + dt.timedelta(days=2), FIRST)
+        reused, m2 = rerank.night(inter, cat, weekly, night + dt.timedelta(days=2))
     assert not fits and m2 == {"rerank_kept": 1.0, "rerank_reused": 1.0}
     assert reused.decision == trained.decision and reused.names == trained.names
     model = full_model(inter, cat, weekly)
-    x = rerank.candidates(model, inter, weekly.recommend, weekly, FIRST)[1]
+    x = rerank.candidates(model, inter, weekly.recommend, weekly)[1]
     np.testing.assert_allclose(reused.predict(x), trained.predict(x), rtol=1e-12)
     tags = mlflow.MlflowClient().get_run(run.info.run_id).data.tags
     assert tags["rerank_trees"] == f"{registry.NAME} v1, trained for 2026-11-20"

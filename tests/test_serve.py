@@ -11,14 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from genre_lib.stages import publish as pub
 from genre_lib.config.settings import ConfigError, PipelineConfig, load_config
+from genre_lib.lake.storage import Lake
 from genre_lib.serve import base as store_base
 from genre_lib.serve import store as store_mod
 from genre_lib.serve.api import ApiSettings, create_app
 from genre_lib.serve.events import LOG_NAME, LogPublisher, publisher_for
 from genre_lib.serve.store import SqliteStore, StoreUnavailable
-from genre_lib.lake.storage import Lake
+from genre_lib.stages import publish as pub
 
 D1, D2, D3 = "2026-11-20", "2026-11-21", "2026-11-22"
 M = {"run_id": "upstream", "config_hash": "h"}

@@ -134,9 +134,9 @@ def test_stream_publisher_xadd_then_xrange(client, prefix):
 
 
 def test_publish_run_end_to_end_on_redis(client, prefix, tmp_path):
-    from genre_lib.stages import publish
     from genre_lib.config.settings import load_config
     from genre_lib.lake.storage import Lake
+    from genre_lib.stages import publish
 
     lake = Lake(str(tmp_path / "lake"))
     df = night(lake, D1, seed=1)

@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_lib.stages import recommend
 from genre_lib.config.settings import ConfigError, load_config
-from genre_lib.stages.genre_weights import item_genres_pandas, user_genre_weights_pandas
-from genre_lib.orchestration.jobrun import JobContext
-from genre_lib.lake.storage import Lake
 from genre_lib.lake.history import read_history_pandas
-from tests.test_tuning import D, MANIFEST, write_tiny_night
+from genre_lib.lake.storage import Lake
+from genre_lib.orchestration.jobrun import JobContext
+from genre_lib.ranking.interest import item_genres_pandas, user_genre_weights_pandas
+from genre_lib.stages import recommend
+from tests.test_tuning import MANIFEST, D, write_tiny_night
 
 
 def night(root) -> None:
@@ -67,8 +67,9 @@ def test_spark_engine_equals_local(tmp_path, spark, ab, monkeypatch):
 
 def test_evaluate_spark_engine_equals_local(tmp_path, spark):
     """evaluate's refit ranked on the executors (every variant in one pass) scores as the local engine."""
-    from genre_lib.stages import evaluate
-    from genre_lib.ranking.catalogue import Catalogue
+    from genre_lib.evaluation import offline
+    from genre_lib.evaluation import scratch as evaluation_scratch
+    from genre_lib.lake.catalogue import Catalogue
 
     night(tmp_path / "lake")
     cfg = load_config("configs/default.yaml", [f"lake.root={tmp_path}/lake", "recommend.block_users=7",
@@ -76,10 +77,10 @@ def test_evaluate_spark_engine_equals_local(tmp_path, spark):
     lake = Lake(cfg.lake_root)
     history, catalogue = read_history_pandas(lake, D), Catalogue.from_lake(lake, D)
     run_date = dt.date.fromisoformat(D)
-    local = evaluate.evaluate(history, catalogue, cfg, spark=spark, run_date=run_date)
+    local = offline.evaluate(history, catalogue, cfg, spark=spark, run_date=run_date)
     ctx = JobContext.of("evaluate", cfg, D, "test", spark)
-    remote = evaluate.evaluate(history, catalogue, cfg, spark=spark, run_date=run_date,
-                               rank_remote=evaluate.spark_variants(ctx))
+    remote = offline.evaluate(history, catalogue, cfg, spark=spark, run_date=run_date,
+                               rank_remote=evaluation_scratch.spark_variants(ctx))
     assert set(remote["models"]) == set(local["models"]) and len(local["models"]) > 4
     assert local["models"]["blend"]["users"] > 10 and local["models"]["blend"]["ndcg@10"] > 0
     for name, m in local["models"].items():
@@ -87,9 +88,9 @@ def test_evaluate_spark_engine_equals_local(tmp_path, spark):
     assert not [p for p in (tmp_path / "lake" / "_artifacts").rglob("*") if p.is_file()]  # scratch removed
 
     # the metrics' inputs through parquet files in the lake's scratch space, as the stage runs them
-    scratch = evaluate.Scratch(ctx)
+    scratch = evaluation_scratch.Scratch(ctx)
     try:
-        staged = evaluate.evaluate(history, catalogue, cfg, spark=spark, run_date=run_date, scratch=scratch)
+        staged = offline.evaluate(history, catalogue, cfg, spark=spark, run_date=run_date, scratch=scratch)
         written = {p.parent.name for p in (tmp_path / "lake" / "_artifacts" / "evaluate").rglob("*.parquet")}
         assert {"truth", "item_users", "variant-blend"} <= written
     finally:
@@ -104,15 +105,16 @@ def test_evaluate_in_user_blocks_equals_one_block(tmp_path, spark):
     rows through the scratch's parquet parts): every metric as one block in memory gives."""
     import json
 
+    from genre_lib.evaluation import offline
+    from genre_lib.lake.catalogue import Catalogue
     from genre_lib.stages import evaluate
-    from genre_lib.ranking.catalogue import Catalogue
 
     night(tmp_path / "lake")
     cfg = load_config("configs/default.yaml", [f"lake.root={tmp_path}/lake", "recommend.user_block_rows=500",
                                                "genres.shrinkage=5", "mlflow.experiment=blocks"])
     assert cfg.eval.protocol == "temporal" and cfg.genres.shrinkage > 0  # the shrinkage prior summed over blocks
     lake = Lake(cfg.lake_root)
-    one = evaluate.evaluate(read_history_pandas(lake, D), Catalogue.from_lake(lake, D), cfg,
+    one = offline.evaluate(read_history_pandas(lake, D), Catalogue.from_lake(lake, D), cfg,
                             run_date=dt.date.fromisoformat(D))
     import mlflow
 

@@ -30,11 +30,11 @@ def cluster(tmp_path_factory):
 
 
 def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_path):
+    from genre_lib.config.settings import load_config
+    from genre_lib.lake.storage import Lake
+    from genre_lib.orchestration.jobrun import JobContext
     from genre_lib.stages import clean_interactions as clean
     from genre_lib.stages import genre_weights as genres
-    from genre_lib.config.settings import load_config
-    from genre_lib.orchestration.jobrun import JobContext
-    from genre_lib.lake.storage import Lake
 
     url = cluster.url
     data = tmp_path / "data"

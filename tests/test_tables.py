@@ -4,8 +4,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from genre_lib.lake.storage import Lake
 from genre_lib.lake.history import read_history_pandas
+from genre_lib.lake.storage import Lake
 
 M = {"run_id": "r1", "config_hash": "h"}
 

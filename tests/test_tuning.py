@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from genre_lib.evaluation import tuning
 from genre_lib.config.settings import ConfigError, load_config
+from genre_lib.evaluation import tuning
 from genre_lib.lake.storage import Lake
 from tests.airflow_cluster import airflow_env, prepare
 

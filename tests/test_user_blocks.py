@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from genre_lib.lake.storage import Lake
 from genre_lib.lake.history import read_history_pandas
+from genre_lib.lake.storage import Lake
 from genre_lib.lake.user_blocks import UserBlocks, block_of
 from tests.test_recommend import tiny_data
 

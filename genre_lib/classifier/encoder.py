@@ -261,8 +261,9 @@ def spark_encode(spark, texts: Sequence[str], cfg: EncoderConfig) -> np.ndarray:
 
     def make_predict_fn():
         from pyspark import TaskContext
-        from genre_lib.config.settings import EncoderConfig as _Cfg
+
         from genre_lib.classifier.encoder import TextEncoder as _Enc
+        from genre_lib.config.settings import EncoderConfig as _Cfg
 
         c = _Cfg(**settings)
         ctx = TaskContext.get()

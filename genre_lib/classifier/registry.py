@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from genre_lib.classifier.model import predict_proba, tokenize
-from genre_lib.config.settings import ClassifierConfig
 from genre_lib.classifier.genre_data import GenreData
+from genre_lib.classifier.model import predict_proba, tokenize
 from genre_lib.classifier.thresholds import tuned_macro_f1
+from genre_lib.config.settings import ClassifierConfig
 
 log = logging.getLogger("genre.registry")
 

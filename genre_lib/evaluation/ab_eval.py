@@ -18,17 +18,16 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from genre_lib.ranking import ab
-from genre_lib.stages import recommend as rec
-from genre_lib.ranking import rerank
 from genre_lib.evaluation.metrics import per_user_metrics
 from genre_lib.evaluation.splits import new_items
+from genre_lib.ranking import ab, blend, rerank
+from genre_lib.ranking import model as ranker
 
 AB_METRICS = ("ndcg", "precision", "recall", "map")
 BOOTSTRAP = 1000
 _CELLS = 4_000_000  # resampled values held at once: the bootstrap's memory does not grow with users
 
-Fit = Callable[[pd.DataFrame, object], "rec.Model"]  # (training rows, RecommendConfig) -> model
+Fit = Callable[[pd.DataFrame, object], "ranker.Model"]  # (training rows, RecommendConfig) -> model
 
 
 def per_variant(train: pd.DataFrame, test: pd.DataFrame, cfg, fit: Fit, model=None,
@@ -50,10 +49,10 @@ def per_variant(train: pd.DataFrame, test: pd.DataFrame, cfg, fit: Fit, model=No
         m = arm.model
         if second is not None:
             arm_cfg = cfg.model_copy(update={"recommend": arm.rc})
-            recs = rerank.evaluation_rank({"rerank": second}, m, train, arm.rows, arm_cfg, rec.FIRST_STAGE)["rerank"]
+            recs = rerank.evaluation_rank({"rerank": second}, m, train, arm.rows, arm_cfg)["rerank"]
         else:
             cands = None if cold is None else np.flatnonzero(pd.Index(m.item_ids).isin(set(cold)))
-            top = rec.recommend(m, arm.rc.weights, k, arm.rc.block_users, users=arm.rows, candidates=cands)
+            top = blend.recommend(m, arm.rc.weights, k, arm.rc.block_users, users=arm.rows, candidates=cands)
             recs = pd.DataFrame({"user_id": m.user_ids[top.users], "item_id": m.item_ids[top.items], "rank": top.rank})
         out.append((arm.name, arm.share, per_user_metrics(test, recs, k)[cols]))
     return out

@@ -16,9 +16,9 @@ import pandas as pd
 def rescore_hiding_labels(ctx, hidden: set) -> pd.DataFrame:
     """item_genre_scores from a classifier trained as the night's train stage does, but with the
     `hidden` items' genre labels removed: their scores are the model's predictions."""
-    from genre_lib.classifier.model import predict_proba
+    from genre_lib.classifier.experiment import night_data, run_experiment
     from genre_lib.classifier.genre_data import score_items
-    from genre_lib.stages.train_classifier import night_data, run_experiment
+    from genre_lib.classifier.model import predict_proba
 
     data, _ = night_data(ctx, frozenset(hidden))
     result = run_experiment(data, ctx.cfg.classifier)

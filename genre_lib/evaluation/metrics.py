@@ -84,7 +84,8 @@ def ranking_metrics(truth: pd.DataFrame, recs: pd.DataFrame, k: int, *, n_catalo
 def spark_ranking_metrics(truth, recs, k: int, *, n_catalogue: Optional[int] = None, item_genres=None,
                           item_users=None, n_train_users: Optional[int] = None) -> dict:
     """The same metrics over Spark DataFrames (same column names as the reference)."""
-    from pyspark.sql import Window, functions as F
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
 
     recs = recs.where(F.col("rank") <= k).select("user_id", "item_id", "rank").cache()
     truth = truth.select("user_id", "item_id").distinct()

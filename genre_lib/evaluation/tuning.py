@@ -30,7 +30,16 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from genre_lib.config.settings import (PROJECT_ROOT, ConfigError, PipelineConfig, load_config, parse_run_date, resolve_path, set_values, with_values)
+from genre_lib.config.settings import (
+    PROJECT_ROOT,
+    ConfigError,
+    PipelineConfig,
+    load_config,
+    parse_run_date,
+    resolve_path,
+    set_values,
+    with_values,
+)
 
 log = logging.getLogger("genre.tuning")
 TUNED_DIR = PROJECT_ROOT / "configs" / "tuned"
@@ -100,19 +109,18 @@ def score(train: pd.DataFrame, truth: pd.DataFrame, problem: Problem, cfg: Pipel
           stop: Optional[Callable[[dict], bool]] = None) -> list[dict]:
     """Fit on `train`, rank the users of `truth`, ranking metrics at the tuning metric's k: for all
     users; with `stop`, for a seeded half first, and for all only when stop(half's metrics) is false."""
-    from genre_lib.stages import recommend as rec
-    from genre_lib.stages.evaluate import genre_weights
     from genre_lib.evaluation.metrics import ranking_metrics
+    from genre_lib.ranking import blend
+    from genre_lib.ranking.model import fit_split
 
     k = _k(cfg)
-    model = rec.fit(train, problem.catalogue, genre_weights(train, problem.catalogue, cfg.genres, problem.run_date),
-                    cfg.recommend, cfg.genres, cfg.clean.rating_max)
+    model = fit_split(train, problem.catalogue, cfg, problem.run_date)
     users = np.flatnonzero(pd.Index(model.user_ids).isin(truth["user_id"].unique()))
     rng = np.random.default_rng(cfg.tuning.seed)
     steps = [np.sort(rng.permutation(users)[:max(1, len(users) // 2)]), users] if stop else [users]
     out = []
     for rows in steps:
-        top = rec.recommend(model, cfg.recommend.weights, k, cfg.recommend.block_users, users=rows)
+        top = blend.recommend(model, cfg.recommend.weights, k, cfg.recommend.block_users, users=rows)
         recs = pd.DataFrame({"user_id": model.user_ids[top.users], "item_id": model.item_ids[top.items],
                              "rank": top.rank})
         out.append(ranking_metrics(truth[truth["user_id"].isin(set(model.user_ids[rows]))], recs, k))
@@ -270,10 +278,10 @@ def _log_plots(study) -> None:
 # --------------------------------------------------------------------------------------------
 def night_inputs(cfg: PipelineConfig, run_date: Optional[str]) -> tuple[pd.DataFrame, object, dt.date]:
     """History and catalogue of a committed night (default: the newest clean night in the lake)."""
-    from genre_lib.ranking.catalogue import Catalogue
     from genre_lib.datasets.source import source_for
-    from genre_lib.lake.storage import Lake
+    from genre_lib.lake.catalogue import Catalogue
     from genre_lib.lake.history import read_history_pandas
+    from genre_lib.lake.storage import Lake
 
     lake = Lake(cfg.lake_root)
     nights = lake.committed("interactions_clean")

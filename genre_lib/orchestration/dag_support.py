@@ -26,7 +26,6 @@ from genre_lib.lake.tables import STAGE_SPECS, STAGES, TABLES, outputs
 from genre_lib.orchestration.failures import on_task_failure
 
 
-
 # --- assets ----------------------------------------------------------------------------------
 def table_asset(table: str) -> Asset:
     t = TABLES[table]

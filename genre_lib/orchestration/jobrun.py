@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
 from genre_lib.config.settings import ConfigError, PipelineConfig, load_config, parse_run_date
-from genre_lib.orchestration.pipeline import preflight
 from genre_lib.lake.storage import Lake, recording_reads
 from genre_lib.lake.tables import STAGE_SPECS
+from genre_lib.orchestration.pipeline import preflight
 
 log = logging.getLogger("genre")
 _current: contextvars.ContextVar[Optional["JobContext"]] = contextvars.ContextVar("genre_job", default=None)

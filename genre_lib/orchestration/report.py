@@ -2,8 +2,8 @@
 import argparse
 
 from genre_lib.config.settings import load_config
-from genre_lib.lake.tables import TABLES
 from genre_lib.lake.storage import Lake
+from genre_lib.lake.tables import TABLES
 from genre_lib.orchestration.tracking import tracking_uri
 
 p = argparse.ArgumentParser()

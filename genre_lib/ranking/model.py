@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from genre_lib.ranking.catalogue import Catalogue
+from genre_lib.config.settings import GenresConfig, RecommendConfig
+from genre_lib.lake.catalogue import Catalogue
 from genre_lib.ranking import mixture
 from genre_lib.ranking.cf import ease_from_gram, item_knn, rating_matrix, recency_matrix
-from genre_lib.config.settings import GenresConfig, RecommendConfig
-
+from genre_lib.ranking.interest import genre_weights
 
 COMPONENTS = ("genre", "content", "cf", "popularity")  # the scorers, in blend order (Model.available's keys)
 
@@ -63,7 +63,9 @@ class Model:
 
 def _content_weights(df: pd.DataFrame, gc: GenresConfig, now: pd.Timestamp, rating_max: float) -> np.ndarray:
     """How much each interaction counts in the content profile: its event weight, decayed with the
-    genres stage's `half_life_days` (one taste-decay knob), times rating / rating_max when rated."""
+    genres stage's `half_life_days` (one taste-decay knob), times rating / rating_max when rated.
+    Not interest.py's rule: a profile averages embeddings, so every event counts by its weight and
+    rating whatever `rating_weighted` says, decayed from the newest interaction (`now`), not the night."""
     w = df["event"].map(gc.event_weights).fillna(1.0).to_numpy(float) if "event" in df else np.ones(len(df))
     if gc.half_life_days and "ts" in df:
         age_days = (now - df["ts"]).dt.total_seconds().to_numpy() / 86400.0
@@ -135,10 +137,19 @@ def fit(interactions: pd.DataFrame, catalogue: Catalogue, user_weights: Optional
         rc: RecommendConfig, gc: GenresConfig, rating_max: float) -> Model:
     """Fit every scorer on `interactions` (user_id, item_id[, event, rating, ts]) and the catalogue.
     `user_weights` are `user_genre_weights` rows computed on the same interactions (the night's
-    published table, or genres.user_genre_weights_pandas on a split); `rating_max` is the clean
+    published table, or interest.user_genre_weights_pandas on a split); `rating_max` is the clean
     stage's upper rating bound. The same as fit_items over one block, then fit_users."""
     df = _prepared(interactions)
     return fit_users(fit_items(lambda: iter([df]), catalogue, rc, gc, rating_max), df, user_weights, rc, gc, rating_max)
+
+
+def fit_split(train: pd.DataFrame, catalogue: Catalogue, cfg, run_date, rc: Optional[RecommendConfig] = None,
+              totals: Optional[pd.Series] = None) -> Model:
+    """`fit` on a split of the history alone (evaluation, the re-ranker's training, tuning): its genre
+    weights by the genre_weights stage's rule on that split, anchored at `run_date` (`totals`: the
+    shrinkage prior over every block of the split); `rc` default cfg.recommend."""
+    weights = genre_weights(train, catalogue, cfg.genres, run_date, totals)
+    return fit(train, catalogue, weights, rc or cfg.recommend, cfg.genres, cfg.clean.rating_max)
 
 
 def fit_items(blocks, catalogue: Catalogue, rc: RecommendConfig, gc: GenresConfig, rating_max: float) -> Model:

@@ -1,10 +1,10 @@
 """The learned second stage: LightGBM lambdarank re-orders the blend's top M candidates per user.
 
-    fit(history, catalogue, cfg, run_date, first) -> Reranker   trained on a split of `history` only
+    fit(history, catalogue, cfg, run_date) -> Reranker   trained on a split of `history` only
     Reranker.rank(model, interactions, rc, users)  -> TopK        top_n per user, reasons attached
-    evaluation_fit(train, catalogue, cfg, run_date, first) -> ({name: Reranker}, decision)   evaluate's
-    evaluation_rank(rankers, model, train, users, cfg, first) -> {name: recs}   per block of users
-    night(history, catalogue, cfg, run_date, first) -> Reranker | None   the recommend stage's part
+    evaluation_fit(train, catalogue, cfg, run_date) -> ({name: Reranker}, decision)   evaluate's
+    evaluation_rank(rankers, model, train, users, cfg) -> {name: recs}   per block of users
+    night(history, catalogue, cfg, run_date) -> Reranker | None   the recommend stage's part
 
 Training rows come from the evaluation protocol one level down (splits.split on `history`): the
 first stage is fitted on the inner train, its top `rerank.candidates` per user are the rows, the
@@ -14,40 +14,41 @@ blend, nDCG@eval.k there, kept by auto only for a gain above 2 paired standard e
 outside `history` is read: at evaluation `history` is the training split, so the test split never
 fits or chooses anything. The trees then rank a first stage refitted on all of `history`.
 
-`first`: genre_lib.stages.recommend's fit/recommend/genre_r, passed in (recommend imports this module).
-
 Features: genre_lib/ranking/rerank_features.py (its groups: evaluation retrains without each one).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
-from genre_lib.ranking.explain import explain
-from genre_lib.stages.genre_weights import genre_weights
 from genre_lib.evaluation.metrics import per_user_metrics
-from genre_lib.ranking import rerank_registry as registry
-from genre_lib.ranking.rerank_features import (COMPONENTS, FEATURES, GROUPS, LABELS, _rank_within, features, run_lengths, side_data)
 from genre_lib.evaluation.splits import new_items, split
+from genre_lib.ranking import model as ranker
+from genre_lib.ranking import rerank_registry as registry
+from genre_lib.ranking.blend import recommend
+from genre_lib.ranking.explain import explain
+from genre_lib.ranking.rerank_features import (
+    COMPONENTS,
+    FEATURES,
+    GROUPS,
+    LABELS,
+    _rank_within,
+    features,
+    run_lengths,
+    side_data,
+)
 
 
-@dataclass(frozen=True)
-class FirstStage:  # the functions of genre_lib.stages.recommend the second stage uses
-    fit: Callable       # recommend.fit(interactions, catalogue, user_weights, rc, gc, rating_max) -> Model
-    recommend: Callable  # recommend.recommend(model, weights, top_n, block_users, users=, gather=) -> TopK
-    genre_r: Callable   # recommend.genre_r(model, user rows, item columns) -> R(u,i)
-
-
-def candidates(model, interactions: pd.DataFrame, rc, cfg, first: FirstStage, users=None):
+def candidates(model, interactions: pd.DataFrame, rc, cfg, users=None):
     """The blend's (recommend section `rc`) top rerank.candidates per user, every available scorer's
     standardised value gathered, and their features from `interactions` (what `model` was fitted on):
     (TopK, feature frame)."""
-    top = first.recommend(model, rc.weights, cfg.rerank.candidates, rc.block_users, users=users, gather=COMPONENTS)
-    return top, features(model, side_data(model, interactions, cfg.rerank.last_items), top, first)
+    top = recommend(model, rc.weights, cfg.rerank.candidates, rc.block_users, users=users, gather=COMPONENTS)
+    return top, features(model, side_data(model, interactions, cfg.rerank.last_items), top)
 
 
 def _labels(model, top, truth: pd.DataFrame) -> np.ndarray:
@@ -85,12 +86,11 @@ class TrainingSet:
     val_users: np.ndarray  # user rows of the validation slice (all with truth)
 
 
-def training_set(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage) -> TrainingSet:
+def training_set(history: pd.DataFrame, catalogue, cfg, run_date) -> TrainingSet:
     rc, ec = cfg.rerank, cfg.eval
     protocol = ec.protocol if ec.protocol in ("temporal", "stratified") else "temporal"
     inner, holdout = split(history, protocol, ec.holdout_share, ec.seed)
-    model = first.fit(inner, catalogue, genre_weights(inner, catalogue, cfg.genres, run_date), cfg.recommend,
-                      cfg.genres, cfg.clean.rating_max)
+    model = ranker.fit_split(inner, catalogue, cfg, run_date)
     truth = new_items(holdout, inner)[["user_id", "item_id"]]
     users = np.random.default_rng(rc.seed).permutation(
         np.flatnonzero(pd.Index(model.user_ids).isin(truth["user_id"].unique())))
@@ -98,7 +98,7 @@ def training_set(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstSt
     val, fit_users = users[:n_val], users[n_val:]
     if rc.max_train_users and len(fit_users) > rc.max_train_users:  # cost: features for a sample only
         fit_users, val = fit_users[:rc.max_train_users], val[:max(1, int(round(rc.max_train_users * rc.val_share)))]
-    top, x = candidates(model, inner, cfg.recommend, cfg, first, np.sort(np.r_[fit_users, val]))
+    top, x = candidates(model, inner, cfg.recommend, cfg, np.sort(np.r_[fit_users, val]))
     y = _labels(model, top, truth)
     positive = np.isin(top.users, np.unique(top.users[y > 0]))  # a query without a positive teaches nothing
     in_val = np.isin(top.users, val)
@@ -155,7 +155,6 @@ class Reranker:
     booster: object
     names: list[str]
     cfg: object
-    first: FirstStage
     decision: dict
 
     def predict(self, x: pd.DataFrame) -> np.ndarray:
@@ -164,7 +163,7 @@ class Reranker:
     def rank(self, model, interactions: pd.DataFrame, rc, users=None):
         """The top rc.top_n of each user's rerank.candidates by the trees, as a TopK whose score is
         the trees' output and whose `reasons` name the features that lifted each item most."""
-        top, x = candidates(model, interactions, rc, self.cfg, self.first, users)
+        top, x = candidates(model, interactions, rc, self.cfg, users)
         s = self.predict(x)
         keep, rank = _best(top.users, s, rc.top_n)
         comps = {c: (v[keep] if c in top.weights else np.full(len(keep), np.nan, np.float32))
@@ -186,14 +185,14 @@ class Reranker:
         return out
 
 
-def fit(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage,
+def fit(history: pd.DataFrame, catalogue, cfg, run_date,
         data: Optional[TrainingSet] = None) -> tuple[Reranker, TrainingSet]:
     """Train on a split of `history`; decide (rerank.enabled) on its validation slice."""
     t0 = time.time()
-    data = data or training_set(history, catalogue, cfg, run_date, first)
+    data = data or training_set(history, catalogue, cfg, run_date)
     k, rc = cfg.eval.k, cfg.rerank
     booster = train(data, rc, k, FEATURES)
-    rr = Reranker(booster, list(FEATURES), cfg, first, {})
+    rr = Reranker(booster, list(FEATURES), cfg, {})
     rows = np.flatnonzero(np.isin(data.top.users, data.val_users))
     sub = replace(data.top, users=data.top.users[rows], items=data.top.items[rows])
     truth = data.truth[data.truth["user_id"].isin(set(data.model.user_ids[data.val_users]))]
@@ -215,30 +214,30 @@ def fit(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage,
     return rr, data
 
 
-def evaluation_fit(train_df: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage) -> tuple[dict, dict]:
+def evaluation_fit(train_df: pd.DataFrame, catalogue, cfg, run_date) -> tuple[dict, dict]:
     """evaluate's re-ranker (and, with rerank.ablations, one retrained without each feature group),
     trained on a split of `train_df` alone: (variant name -> Reranker, {} when auto drops it; decision)."""
-    rr, data = fit(train_df, catalogue, cfg, run_date, first)
+    rr, data = fit(train_df, catalogue, cfg, run_date)
     if not rr.decision["kept"]:
         return {}, rr.decision
     out = {"rerank": rr}
     if cfg.rerank.ablations:
         for group, names in GROUPS.items():
             keep = [f for f in FEATURES if f not in names]
-            out[f"rerank-{group}"] = Reranker(train(data, cfg.rerank, k=cfg.eval.k, names=keep), keep, cfg, first, {})
+            out[f"rerank-{group}"] = Reranker(train(data, cfg.rerank, k=cfg.eval.k, names=keep), keep, cfg, {})
     return out, rr.decision
 
 
-def evaluation_rank(rankers: dict, model, train_df: pd.DataFrame, users: np.ndarray, cfg, first: FirstStage) -> dict:
+def evaluation_rank(rankers: dict, model, train_df: pd.DataFrame, users: np.ndarray, cfg) -> dict:
     """Each of evaluation_fit's rankers' top eval.k for the user rows `users` of `model` (fitted on
     `train_df`, or on the block of it that holds these users): variant name -> (user_id, item_id, rank)."""
     if not rankers:
         return {}
-    top, x = candidates(model, train_df, cfg.recommend, cfg, first, users)
+    top, x = candidates(model, train_df, cfg.recommend, cfg, users)
     return {name: _recs(model, top, r.predict(x), cfg.eval.k) for name, r in rankers.items()}
 
 
-def night(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage) -> tuple[Optional[Reranker], dict]:
+def night(history: pd.DataFrame, catalogue, cfg, run_date) -> tuple[Optional[Reranker], dict]:
     """The recommend stage's part: the trees of an earlier night (rerank.retrain_days > 1, a version
     registered for the same config in the window) or trees trained on a split of the night's
     history, logged to the active MLflow run and registered; (the re-ranker, or None where auto
@@ -246,10 +245,10 @@ def night(history: pd.DataFrame, catalogue, cfg, run_date, first: FirstStage) ->
     found = registry.reusable(cfg, run_date)
     if found is not None:
         booster, decision, version = found
-        rr = Reranker(booster, list(booster.feature_name()), cfg, first, decision)
+        rr = Reranker(booster, list(booster.feature_name()), cfg, decision)
         registry.note_reuse(decision, version)
     else:
-        rr, data = fit(history, catalogue, cfg, run_date, first)
+        rr, data = fit(history, catalogue, cfg, run_date)
         registry.register(rr, data.x.iloc[:200], cfg, run_date)
     d = rr.decision
     metrics = {"rerank_kept": float(d["kept"]), "rerank_reused": float(found is not None)}

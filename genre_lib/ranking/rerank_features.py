@@ -1,7 +1,7 @@
 """The learned second stage's features: one row per (user, candidate) of the blend's top M.
 
     side_data(model, interactions, last_items) -> Side   per-user and per-item facts of the fit data
-    features(model, side, top, first) -> DataFrame       FEATURES columns, float32, finite
+    features(model, side, top) -> DataFrame       FEATURES columns, float32, finite
 
 Feature groups (evaluation retrains without each one: `rerank-<group>`):
   scores    each scorer's standardised value and rank among the user's candidates; the blend's too
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from genre_lib.ranking.model import COMPONENTS
+from genre_lib.ranking.model import COMPONENTS, genre_r
 
 GROUPS = {
     "scores": [*(f"z_{c}" for c in COMPONENTS), *(f"rank_{c}" for c in COMPONENTS),
@@ -132,10 +132,9 @@ def _slot_cos(vec: np.ndarray, items: np.ndarray, last: np.ndarray, chunk: int =
     return out
 
 
-def features(model, side: Side, top, first) -> pd.DataFrame:
+def features(model, side: Side, top) -> pd.DataFrame:
     """One row per (user, candidate) of `top` (a TopK with every scorer gathered), FEATURES columns,
-    float32, finite (a missing input is 0: its scorer absent, no rating, no history). `first`:
-    rerank.FirstStage."""
+    float32, finite (a missing input is 0: its scorer absent, no rating, no history)."""
     U, I = top.users, top.items
     cols = {}
     for c in COMPONENTS:
@@ -148,7 +147,7 @@ def features(model, side: Side, top, first) -> pd.DataFrame:
         tot = w.sum(1, keepdims=True)
         wn = np.divide(w, tot, out=np.zeros_like(w), where=tot > 0).astype(np.float32)
         carries = ((model.item_genre >= 0.5) & model.item_has_genre[:, None]).astype(np.float32)
-        cols["genre_r"] = first.genre_r(model, U, I)
+        cols["genre_r"] = genre_r(model, U, I)
         cols["genre_match"] = np.einsum("nc,nc->n", wn[U], carries[I])
         cols["genre_top"] = carries[I, wn.argmax(1)[U]]
         cols["genre_entropy"] = (-(wn * np.log(np.where(wn > 0, wn, 1.0))).sum(1))[U]

@@ -15,8 +15,8 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from genre_lib.config.settings import EncoderConfig
 from genre_lib.classifier.encoder import TextEncoder, cache_key_prefix, item_texts, spark_encode, text_hashes
+from genre_lib.config.settings import EncoderConfig
 
 log = logging.getLogger("genre.embed")
 

@@ -24,9 +24,9 @@ from typing import Optional
 
 import pyarrow.dataset as pads
 
+from genre_lib.lake.storage import Lake
 from genre_lib.serve.events import EVENT_TYPE, Publisher, publisher_for
 from genre_lib.serve.store import ServingStore, store_for
-from genre_lib.lake.storage import Lake
 
 log = logging.getLogger("genre")
 

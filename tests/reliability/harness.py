@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genre_lib.lake.tables import STAGES, outputs, schema
 from genre_lib.lake.storage import Lake
+from genre_lib.lake.tables import STAGES, outputs, schema
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS = {stage: outputs(stage) for stage in STAGES}  # the writer stages declared in tables.py

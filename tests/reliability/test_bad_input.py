@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pandas as pd
 
-from genre_lib.stages import clean_interactions as clean
 from genre_lib.config.settings import SyntheticConfig, load_config
-from genre_lib.orchestration.jobrun import JobContext
 from genre_lib.datasets import synthetic
 from genre_lib.lake.storage import Lake
+from genre_lib.orchestration.jobrun import JobContext
+from genre_lib.stages import clean_interactions as clean
 
 D = dt.date(2026, 11, 22)
 M = {"run_id": "bad-input", "config_hash": "h"}

@@ -3,8 +3,8 @@ the DAG's first task (the trigger form) and in every job's command line."""
 
 import pytest
 
-from genre_lib.orchestration import jobrun
 from genre_lib.config.settings import PROJECT_ROOT, ConfigError
+from genre_lib.orchestration import jobrun
 from genre_lib.orchestration.pipeline import resolve_run
 
 
