@@ -55,6 +55,7 @@ nightly: airflow-init data
 	$(PY) -m genre_lib.orchestration.report --config $(CONFIG) --run-date $(RUN_DATE)
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 
 reliability: $(VENV)/.installed

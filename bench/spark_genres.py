@@ -45,7 +45,8 @@ if str(ROOT) not in sys.path:
 
 import pandas as pd  # noqa: E402
 
-from genre_lib.config.settings import PipelineConfig, SyntheticConfig, load_config  # noqa: E402
+from genre_lib.config.data import SyntheticConfig  # noqa: E402
+from genre_lib.config.settings import PipelineConfig, load_config  # noqa: E402
 from genre_lib.datasets import synthetic  # noqa: E402
 from genre_lib.lake.spark import get_spark  # noqa: E402
 from genre_lib.lake.storage import Lake  # noqa: E402

@@ -1,6 +1,6 @@
 """All-user top-10 at ML-25M shape (162,541 users x 62,423 items, rank 64, synthetic factors):
 
-  (a) genre_lib.stages.recommend.block_topk: users in blocks of recommend.block_users, one matrix product
+  (a) genre_lib.ranking.topk.block_topk_many (one blend): users in blocks of recommend.block_users, one matrix product
       per block, exact top-k by chunk-max pruning (topk_rows)
   (b) Spark ALS recommendForAllUsers on an ALSModel holding the same factors (fit time excluded)
   (c) the floor: the bare float32 products of the same blocks, nothing else
@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from genre_lib.ranking.topk import block_topk  # noqa: E402
+from genre_lib.ranking.topk import block_topk_many  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -42,6 +42,13 @@ def factors(n_users: int, n_items: int, rank: int, seed: int = 0):
     u = torch.randn(n_users, rank, generator=g) / rank ** 0.5
     v = torch.randn(n_items, rank, generator=g) * torch.linspace(0.5, 1.5, n_items)[:, None]  # popularity-like spread
     return u.contiguous(), v.contiguous()
+
+
+
+def block_topk(score_block, n_users: int, k: int, block_users: int):
+    """Top k per user over `score_block(rows)`, one block of users at a time: the ranker's
+    block_topk_many with a single score matrix."""
+    return block_topk_many(lambda rows: [(None, score_block(rows))], [None], n_users, k, block_users)[None]
 
 
 def run_block_topk(u, v, k, block):

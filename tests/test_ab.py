@@ -48,7 +48,7 @@ def test_assignment_is_a_keyed_hash_stable_across_calls_and_processes():
     np.testing.assert_array_equal(first[::-1], ab.assign(IDS[::-1], cfg.ab))  # per id, not per position
     np.testing.assert_array_equal(first[:50], ab.assign(IDS[:50], cfg.ab))    # not on the population
     # a fresh interpreter (another hash seed) gives the same variants: nothing per-process enters
-    code = ("from genre_lib import ab; from genre_lib.config.settings import load_config; import json, sys; "
+    code = ("from genre_lib.ranking import ab; from genre_lib.config.settings import load_config; import json, sys; "
             f"print(json.dumps(list(ab.assign([f'user-{{i}}' for i in range(10000)], load_config(None, [{TWO!r}]).ab))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONHASHSEED": "12345"})

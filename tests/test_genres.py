@@ -4,7 +4,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from genre_lib.config.settings import GenresConfig
+from genre_lib.config.data import GenresConfig
 from genre_lib.ranking import interest
 from genre_lib.stages import genre_weights as genres
 
@@ -28,7 +28,7 @@ def frames(spark):
 
 def weights(items, hist, **kw):
     cfg = GenresConfig(**kw)
-    ig = genres.item_genres(None, items, cfg.multi_genre)
+    ig = genres.item_genres(items, cfg.multi_genre)
     df = genres.user_genre_weights(hist, ig, cfg, D).toPandas()
     return {(r.user_id, r.genre): (r["count"], r.weight, r["rank"]) for _, r in df.iterrows()}
 
@@ -137,7 +137,7 @@ def test_numpy_twin_equals_spark(spark, opts):
     cfg = GenresConfig(**opts)
     spark_items = spark.createDataFrame(items)
     spark_hist = spark.createDataFrame(hist.assign(rating=hist.rating.astype(object).where(hist.rating.notna(), None)))
-    ref = genres.user_genre_weights(spark_hist, genres.item_genres(None, spark_items, cfg.multi_genre), cfg, D).toPandas()
+    ref = genres.user_genre_weights(spark_hist, genres.item_genres(spark_items, cfg.multi_genre), cfg, D).toPandas()
     twin = interest.user_genre_weights_pandas(hist, interest.item_genres_pandas(items, cfg.multi_genre), cfg, D)
     key = ["user_id", "genre"]
     ref, twin = ref.sort_values(key).reset_index(drop=True), twin.sort_values(key).reset_index(drop=True)

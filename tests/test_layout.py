@@ -124,3 +124,10 @@ def test_readme_names_every_table_with_its_stage():
         for table, decl in TABLES.items():
             if decl.stage == stage:
                 assert re.search(rf"\b{table}\b", line), f"README: {table} not on the line of {stage}"
+
+
+def test_readme_is_a_front_door():
+    """The README stays short; measurements live in docs/benchmarks.md, design in docs/architecture.md."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 300
+    for doc in ("benchmarks.md", "architecture.md", "configuration.md"):
+        assert (ROOT / "docs" / doc).is_file(), doc

@@ -85,7 +85,7 @@ def test_the_mixture_scorer_ranks_by_taste_times_share_and_fits_in_user_blocks()
     np.testing.assert_allclose(blend.component_block(whole, "genre", np.arange(whole.n_users)).numpy(),
                                np.log(raw + blend.GENRE_EPS), rtol=1e-4, atol=1e-4)
     block = block_of(inter["user_id"], 3)
-    side = ranker.fit_items(lambda: (inter[block == b] for b in range(3)), cat, rc, gc, cfg.clean.rating_max)
+    side = ranker.fit_items(lambda: (inter[block == b] for b in range(3)), cat, rc, cfg.clean.rating_max)
     np.testing.assert_allclose(side.genre_phi, whole.genre_phi, rtol=1e-9, atol=1e-12)
     part = inter[block == 1]
     m = ranker.fit_users(side, part, weights, rc, gc, cfg.clean.rating_max)

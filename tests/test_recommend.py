@@ -377,7 +377,7 @@ def test_fit_in_user_blocks_equals_one_fit(sets):
     block = block_of(inter["user_id"], 3)
     parts = [inter[block == b] for b in range(3)]
     assert all(len(p) for p in parts)
-    side = ranker.fit_items(lambda: iter(parts), cat, rc, gc, cfg.clean.rating_max)
+    side = ranker.fit_items(lambda: iter(parts), cat, rc, cfg.clean.rating_max)
     assert side.n_users == 0 and (side.knn is not None) == bool(sets and "cf_max_items" in sets[0])
     np.testing.assert_array_equal(side.popularity, whole.popularity)
     np.testing.assert_array_equal(side.item_users, np.asarray(whole.seen.sum(0)).ravel())

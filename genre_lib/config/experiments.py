@@ -15,18 +15,29 @@ class EvalConfig(_Section):
     # temporal: each user's last holdout_share by time; stratified: Recommenders' split (ML-100k's
     # published tables); cold_items: a cold_item_share of items held out with all their interactions,
     # in turn for each of cold_folds disjoint item folds (the metrics their mean; genre_lib/evaluation/cold_eval.py)
-    protocol: Literal["temporal", "stratified", "cold_items"] = "temporal"
-    k: int = Field(10, ge=1)
-    holdout_share: float = Field(0.2, gt=0, lt=1)
-    cold_item_share: float = Field(0.2, gt=0, lt=1)
-    cold_folds: int = Field(1, ge=1)
-    seed: int = 42
-    # N > 1: user-level k-fold cross-validation of the A/B variants (genre_lib/evaluation/ab_eval.py): users in
-    # N seeded folds, each fold's users tested on their holdout while everyone else's history trains
-    folds: int = Field(1, ge=1)
+    protocol: Literal["temporal", "stratified", "cold_items"] = Field(
+        "temporal", description="temporal: each user's last holdout_share of interactions by time held out; "
+        "stratified: Microsoft Recommenders' split, 75% of each item's interactions train (seeded; ML-100k's "
+        "published tables); cold_items: items held out with all their interactions (cold_item_share, cold_folds), "
+        "the classifier rescored without their labels.")
+    k: int = Field(10, ge=1, description="Cut-off of the ranking metrics (precision, recall, nDCG, MAP, hit rate "
+                   "@k) and of the re-ranker's nDCG.")
+    holdout_share: float = Field(0.2, gt=0, lt=1, description="protocol temporal (also the re-ranker's and "
+                                 "tuning's inner splits): share of each user's newest interactions held out, rounded "
+                                 "half up per user.")
+    cold_item_share: float = Field(0.2, gt=0, lt=1, description="protocol cold_items: share of the items (a seeded "
+                                   "hash of the id) held out in each fold.")
+    cold_folds: int = Field(1, ge=1, description="protocol cold_items: disjoint item folds evaluated in turn, the "
+                            "metrics their mean.")
+    seed: int = Field(42, description="Seed of the stratified and cold-item splits (also the re-ranker's and "
+                      "tuning's inner splits), the A/B bootstrap intervals and the user folds.")
+    # N > 1: users in N seeded folds, each fold's users tested on their holdout while everyone else's history trains
+    folds: int = Field(1, ge=1, description="N > 1: user-level N-fold cross-validation of the A/B variants "
+                       "(genre_lib/evaluation/ab_eval.py); needs ab.variants and protocol temporal or stratified.")
 
     @model_validator(mode="after")
     def _folds_split_users(self) -> "EvalConfig":
+        """folds > 1 needs protocol temporal or stratified; cold_folds x cold_item_share must be at most 1"""
         if self.folds > 1 and self.protocol == "cold_items":
             raise ValueError("folds > 1 splits users, cold_items holds out items: use protocol temporal or stratified")
         if self.cold_folds * self.cold_item_share > 1 + 1e-9:
@@ -43,13 +54,17 @@ AB_FIXED = ("recommend.pseudonymize_users", "recommend.pseudonym_key_env")
 
 
 class AbVariant(_Section):
-    name: str = Field(pattern=AB_NAME)
-    share: float = Field(gt=0, le=1)
-    overrides: dict[str, Any] = {}  # dotted recommend.* key -> value, applied like `--set key=value`
+    name: str = Field(pattern=AB_NAME, description="Variant name (letters, digits, _ and -; up to 64): the "
+                      "recommendations' variant column and the MLflow metric keys ab.<name>.*.")
+    share: float = Field(gt=0, le=1, description="Share of the users assigned to this variant.")
+    overrides: dict[str, Any] = Field({}, description="Dotted recommend.* key -> value, applied like --set key=value "
+                                      "for this variant's users (not recommend.pseudonymize_users or "
+                                      "recommend.pseudonym_key_env).")
 
     @field_validator("name")
     @classmethod
     def _not_reserved(cls, v: str) -> str:
+        """not difference or diff (reserved for the difference between the first two variants)"""
         if v in ("difference", "diff"):
             raise ValueError(f"{v!r} is reserved (the difference between the first two variants)")
         return v
@@ -58,11 +73,15 @@ class AbVariant(_Section):
 class AbConfig(_Section):
     """A/B variants of the ranker (genre_lib/ranking/ab.py): no variants = A/B off. Users are assigned by
     HMAC-SHA256(salt, user id), so a user keeps their variant until the salt changes."""
-    salt: str = ""
-    variants: list[AbVariant] = []
+    salt: str = Field("", description="Key of the HMAC-SHA256 that assigns users to variants; a user keeps their "
+                      "variant until it changes, a new salt re-draws everyone.")
+    variants: list[AbVariant] = Field([], description="The variants in order: a user gets the first whose "
+                                      "cumulative share exceeds their hash. None: A/B off.")
 
     @model_validator(mode="after")
     def _well_formed(self) -> "AbConfig":
+        """with any variant or salt: at least 2 variants, a non-empty salt, distinct names, shares summing to 1,
+        and overrides of recommend.* keys only"""
         if not self.variants and not self.salt:
             return self  # A/B off
         if len(self.variants) < 2:
@@ -104,14 +123,16 @@ TUNABLE = ("recommend.", "genres.")
 
 class SpaceSpec(_Section):
     """One tuned key: a range (low, high; log scale; optional step) or a list of choices."""
-    low: Optional[float] = None
-    high: Optional[float] = None
-    log: bool = False
-    step: Optional[float] = Field(None, gt=0)
-    choices: Optional[list[Optional[str | bool | int | float]]] = None
+    low: Optional[float] = Field(None, description="Low end of the range (with high).")
+    high: Optional[float] = Field(None, description="High end of the range (with low).")
+    log: bool = Field(False, description="Sample the range on a log scale (needs low > 0 and no step).")
+    step: Optional[float] = Field(None, gt=0, description="Step of a discrete range; null: continuous.")
+    choices: Optional[list[Optional[str | bool | int | float]]] = Field(
+        None, description="The values to choose from, instead of a range.")
 
     @model_validator(mode="after")
     def _range_or_choices(self) -> "SpaceSpec":
+        """either low < high (log scale: low > 0, no step) or a non-empty list of choices"""
         if self.choices is not None:
             if self.low is not None or self.high is not None:
                 raise ValueError("give either low/high or choices, not both")
@@ -133,22 +154,35 @@ class SpaceSpec(_Section):
 class TuningConfig(_Section):
     """genre_tuning: an Optuna study over `space`, each trial scored on a validation split carved
     from the training split by `protocol`; the test split scored once, for the best trial."""
-    sampler: Literal["random", "tpe"] = "tpe"
-    n_trials: int = Field(40, ge=1)
-    timeout_minutes: Optional[float] = Field(None, gt=0)
-    protocol: Optional[Literal["temporal", "stratified"]] = None  # null: eval.protocol
-    metric: str = "ndcg@10"
-    seed: int = 0
-    pruning: bool = True  # median pruning on the first half of the validation users
-    storage: Optional[str] = None  # Optuna RDB URL; null: sqlite file tuning/optuna.db in the repo
-    study_name: Optional[str] = None  # null: <profile>-<protocol>-<sampler>; the same name resumes
-    experiment: str = "genre-tuning"  # MLflow experiment of the study runs
-    promote: bool = False  # write the best profile to configs/tuned/<profile>-<date>.yaml
-    space: dict[str, SpaceSpec] = Field(default_factory=lambda: {k: SpaceSpec(**v) for k, v in DEFAULT_SPACE.items()})
+    sampler: Literal["random", "tpe"] = Field("tpe", description="Optuna sampler: tpe (TPESampler) or random "
+                                              "(RandomSampler).")
+    n_trials: int = Field(40, ge=1, description="Trials of the study in all; a resumed study runs the missing ones.")
+    timeout_minutes: Optional[float] = Field(None, gt=0, description="Minutes after which no new trial starts; "
+                                             "null: no limit.")
+    protocol: Optional[Literal["temporal", "stratified"]] = Field(
+        None, description="Split of the night's history into train/test and of train into inner-train/validation; "
+        "null: eval.protocol (which must then not be cold_items).")
+    metric: str = Field("ndcg@10", description="What the study maximises on validation: "
+                        "<ndcg|precision|recall|map|hit_rate>@<k>.")
+    seed: int = Field(0, description="Seed of the sampler (plus the trials already run, on resume) and of the "
+                      "pruning half of the validation users.")
+    pruning: bool = Field(True, description="Median pruning: score a trial on a seeded half of the validation users "
+                          "first and stop it there when below the median of earlier trials.")
+    storage: Optional[str] = Field(None, description="Optuna RDB storage URL; null: the environment's "
+                                   "GENRE_TUNING_STORAGE, else the SQLite file tuning/optuna.db in the repo.")
+    study_name: Optional[str] = Field(None, description="Study name; the same name resumes the study. null: "
+                                      "<profile>-<protocol>-<sampler>.")
+    experiment: str = Field("genre-tuning", description="MLflow experiment of the study runs (a parent run per "
+                            "study, a nested run per trial).")
+    promote: bool = Field(False, description="Write the best profile to configs/tuned/<profile>-<date>.yaml.")
+    space: dict[str, SpaceSpec] = Field(default_factory=lambda: {k: SpaceSpec(**v) for k, v in DEFAULT_SPACE.items()},
+                                        description="Dotted recommend.* or genres.* key -> its range or choices; "
+                                        "each end and choice must be a valid value of that key.")
 
     @field_validator("metric")
     @classmethod
     def _ranking_metric(cls, v: str) -> str:
+        """<ndcg|precision|recall|map|hit_rate>@<k>, k >= 1"""
         name, _, k = v.partition("@")
         if name not in ("ndcg", "precision", "recall", "map", "hit_rate") or not k.isdigit() or int(k) < 1:
             raise ValueError(f"{v!r}: expected <ndcg|precision|recall|map|hit_rate>@<k>, e.g. ndcg@10")

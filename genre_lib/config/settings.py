@@ -9,211 +9,47 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from genre_lib.config.base import ConfigError, _Section  # noqa: F401  (re-exported)
-from genre_lib.config.models import ClassifierConfig, EncoderConfig  # noqa: F401
+from genre_lib.config.data import CleanConfig, DataConfig, GenresConfig, LakeConfig
 from genre_lib.config.experiments import TUNABLE, AbConfig, AbVariant, EvalConfig, SpaceSpec, TuningConfig  # noqa: F401
+from genre_lib.config.models import ClassifierConfig, EncoderConfig  # noqa: F401
+from genre_lib.config.ranking import RecommendConfig, RerankConfig
+from genre_lib.config.runtime import MlflowConfig, PublishConfig, SparkConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-class LakeConfig(_Section):
-    root: str = "lake"
-
-    @field_validator("root")
-    @classmethod
-    def _not_empty(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must not be empty")
-        return v
-
-
-class SyntheticConfig(_Section):
-    users: int = Field(400, ge=1)
-    items: int = Field(600, ge=1)
-    interactions: int = Field(30_000, ge=0)
-    days: int = Field(30, ge=1)
-    end_date: dt.date = dt.date(2026, 11, 22)
-    dirty_share: float = Field(0.02, ge=0, le=0.5)
-    drift: float = Field(0.3, ge=0, le=1)
-    seed: int = 42
-    file_format: Literal["jsonl", "csv", "parquet"] = "jsonl"
-
-
-class DataConfig(_Section):
-    format: Literal["synthetic", "movielens-100k", "movielens-csv", "raw"] = "synthetic"
-    path: str = "data/synthetic"
-    synthetic: SyntheticConfig = SyntheticConfig()
-
-
-class CleanConfig(_Section):
-    min_ts: dt.datetime = dt.datetime(1995, 1, 1)
-    max_events_per_user_day: int = Field(500, ge=1)
-    dedupe_window_s: int = Field(60, ge=0)
-    late_days: int = Field(2, ge=0)
-    rating_min: float = 0.5
-    rating_max: float = 5.0
-    events: list[str] = ["view", "click", "rate", "purchase"]
-    # first run on an empty lake cleans every earlier raw day that has no committed partition yet
-    catch_up: bool = True
-
-
-class GenresConfig(_Section):
-    lookback_days: Optional[int] = Field(None, ge=1)
-    multi_genre: Literal["split", "full"] = "split"
-    rating_weighted: bool = False
-    event_weights: dict[str, float] = {"view": 1.0, "click": 1.0, "rate": 1.0, "purchase": 2.0}
-    half_life_days: Optional[float] = Field(None, gt=0)
-    shrinkage: float = Field(0.0, ge=0)
-    min_interactions: int = Field(1, ge=1)
-
-    @field_validator("event_weights")
-    @classmethod
-    def _non_negative(cls, v: dict[str, float]) -> dict[str, float]:
-        bad = [k for k, w in v.items() if w < 0]
-        if bad:
-            raise ValueError(f"weights must be >= 0, negative for {bad}")
-        return v
-
-
-class RecommendWeights(_Section):
-    # Scorers are standardised per user before blending, so these are relative pulls. cf carries
-    # the ranking; the others break its ties and cover cold items (tuned on ML-100k, both protocols).
-    genre: float = Field(0.05, ge=0)
-    content: float = Field(0.05, ge=0)
-    cf: float = Field(1.0, ge=0)
-    popularity: float = Field(0.0, ge=0)  # hurts on ML-100k once cf is in; kept for other data
-
-    @model_validator(mode="after")
-    def _some_weight(self) -> "RecommendWeights":
-        if self.genre + self.content + self.cf + self.popularity <= 0:
-            raise ValueError("at least one weight must be > 0")
-        return self
-
-
-class RecommendConfig(_Section):
-    top_n: int = Field(20, ge=1, le=1000)
-    weights: RecommendWeights = RecommendWeights()
-    gamma: float = Field(0.0, ge=0, le=1)
-    # genre scorer, as P(i|u) = sum_c P(c|u) P(i|c) with P(c|u) = w_uc: "seed" ranks by the seed's
-    # R(u,i) (P(i|c) ~ s(i,c)); "share" takes P(i|c) uniform within genre c (a big genre does not
-    # crowd out a small one); "popularity" takes P(i|c) ~ s(i,c) x the item's training users + 1
-    # (genre-conditional popularity); "mixture" fits tau_u and P(i|c) by EM (genre_lib/ranking/mixture.py:
-    # mixture_passes over the users, mixture_steps per user). Column genre_r holds the seed's R.
-    genre_scorer: Literal["seed", "share", "popularity", "mixture"] = "seed"
-    mixture_passes: int = Field(10, ge=1, le=100)
-    mixture_steps: int = Field(5, ge=1, le=100)
-    block_users: int = Field(4096, ge=1)
-    # item-item autoencoder (EASE family): L2 penalty lambda, and the dropout emphasis p of DLAE
-    # (Steck 2020; penalty p/(1-p) * item count on each item). p = 0 is EASE^R. Tuned on ML-100k.
-    cf_reg: float = Field(200.0, gt=0)
-    cf_dropout: float = Field(0.67, ge=0, lt=1)
-    # cf input x_u: None = binary history; h > 0 = the user's k-th newest item weighted 0.5^(k/h)
-    # (B is still fit on the binary history). Pays off when the next items follow the last ones.
-    cf_recency_half_life: Optional[float] = Field(None, gt=0)
-    # a > 0: the cf model (B and x_u) reads (rating / rating_max) ** a instead of 1 per rated item
-    # (an event without a rating counts 1): a 5-star film says more about a user than a 1-star one,
-    # while every rated film still counts as seen. 0 = binary. Tuned on ML-100k.
-    cf_rating_power: float = Field(0.0, ge=0, le=2)
-    # EASE inverts an items x items Gram matrix: beyond this many items (with interactions) the cf
-    # scorer is a sparse item-kNN (cosine, cf_knn_neighbours per item) over every item instead
-    cf_max_items: int = Field(20_000, ge=1)
-    cf_knn_neighbours: int = Field(100, ge=1)
-    pseudonymize_users: bool = False
-    pseudonym_key_env: str = "GENRE_PSEUDONYM_KEY"
-    # local: the all-user top-N on the driver; spark: user blocks ranked on the executors, the
-    # fitted model shipped to them once as a lake artifact (genre_lib/ranking/spark_rank.py)
-    engine: Literal["local", "spark"] = "local"
-    user_block_rows: int = Field(2_000_000, ge=1)  # past this many interactions, fit and rank by user block (user_blocks.py)
-
-
-class RerankConfig(_Section):
-    """The learned second stage (genre_lib/ranking/rerank.py): LightGBM lambdarank re-orders the blend's top
-    `candidates` items per user. It is trained on a split of the stage's own data by eval.protocol
-    (labels: the inner holdout's items; early stopping and the auto decision on a `val_share` slice
-    of those users). off: the blend alone, every table as without a re-ranker; on: always re-rank;
-    auto: re-rank only if it beats the blend's nDCG@eval.k on that validation slice."""
-    enabled: Literal["auto", "on", "off"] = "off"
-    candidates: int = Field(200, ge=2, le=5000)
-    num_leaves: int = Field(31, ge=2)
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    n_estimators: int = Field(300, ge=1)
-    early_stopping_rounds: int = Field(30, ge=1)
-    min_child_samples: int = Field(50, ge=1)
-    feature_fraction: float = Field(0.8, gt=0, le=1)
-    val_share: float = Field(0.2, gt=0, lt=1)
-    max_train_users: Optional[int] = Field(2000, ge=10)  # cost cap: a seeded sample of labelled users
-    last_items: int = Field(5, ge=1)  # the user's newest items the sequence features compare with
-    ablations: bool = True  # evaluate: retrain without each feature group (rerank-<group>)
-    # recommend trains the trees at most once per N nights: a night reuses the newest `genre-reranker`
-    # version registered for the same config on one of the N nights up to it (never a later night's); 1: every night
-    retrain_days: int = Field(1, ge=1)
-    threads: int = Field(2, ge=1)
-    seed: int = 7
-
-    @field_validator("enabled", mode="before")
-    @classmethod
-    def _yaml_on_off(cls, v):
-        # YAML 1.1 reads a bare on/off as a boolean: `enabled: on` means "on"
-        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
-
-
-class SparkConfig(_Section):
-    master: str = "local[*]"
-    shuffle_partitions: int = Field(8, ge=1)
-    driver_memory: str = "2g"
-    conf: dict[str, str] = {}  # extra Spark settings, e.g. the GPU resources of a cluster profile
-
-    @field_validator("conf")
-    @classmethod
-    def _gpu_only_on_clusters(cls, v: dict, info):
-        # local mode has no resource scheduler: GPU amounts belong to cluster profiles only
-        gpu = [k for k in v if ".resource.gpu." in k]
-        master = info.data.get("master", "")
-        if gpu and master.startswith("local"):
-            raise ValueError(f"GPU resource settings {gpu} need a cluster master, not {master!r}")
-        return v
-
-
-class MlflowConfig(_Section):
-    tracking_uri: Optional[str] = None  # null: env MLFLOW_TRACKING_URI, else sqlite in the repo
-    experiment: str = "genre-nightly"
-
-
-class PublishConfig(_Section):
-    """Gate and publish (genre_lib.stages.publish) and the read API (genre_lib.serve)."""
-    store: Literal["sqlite", "redis"] = "sqlite"
-    sqlite_path: str = "serving/serving.db"  # relative paths: to the project root
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "genre"
-    events: Literal["log", "redis"] = "log"
-    metric: str = "ndcg@10"
-    max_drop: float = Field(0.1, ge=0, le=1)  # relative drop allowed against the last published night
-    keep: int = Field(3, ge=1)  # published versions kept in the store, the current one always
-    force: bool = False
-
-
 class PipelineConfig(_Section):
-    lake: LakeConfig = LakeConfig()
-    data: DataConfig = DataConfig()
-    clean: CleanConfig = CleanConfig()
-    genres: GenresConfig = GenresConfig()
-    encoder: EncoderConfig = EncoderConfig()
-    classifier: ClassifierConfig = ClassifierConfig()
-    recommend: RecommendConfig = RecommendConfig()
-    rerank: RerankConfig = RerankConfig()
-    eval: EvalConfig = EvalConfig()
-    spark: SparkConfig = SparkConfig()
-    mlflow: MlflowConfig = MlflowConfig()
-    publish: PublishConfig = PublishConfig()
-    tuning: TuningConfig = Field(default_factory=TuningConfig)
+    """The whole profile, one section per stage or service, in the order of the night."""
+    lake: LakeConfig = Field(LakeConfig(), description="Where the pipeline's tables live.")
+    data: DataConfig = Field(DataConfig(), description="Where the raw interactions and the item catalogue come from.")
+    clean: CleanConfig = Field(CleanConfig(), description="What the clean stage keeps of the raw interactions.")
+    genres: GenresConfig = Field(GenresConfig(), description="How the genres stage weighs each user's history "
+                                 "into genre weights w_uc.")
+    encoder: EncoderConfig = Field(EncoderConfig(), description="The text encoder of the embed stage (and of "
+                                   "the classifier's fine-tuning).")
+    classifier: ClassifierConfig = Field(ClassifierConfig(), description="The genre classifier of the "
+                                         "train_classifier stage.")
+    recommend: RecommendConfig = Field(RecommendConfig(), description="The blend ranker of the recommend stage "
+                                       "(also fitted by evaluate and tuning).")
+    rerank: RerankConfig = Field(RerankConfig(), description="Re-ranking of the blend's candidates by "
+                                 "gradient-boosted trees.")
+    eval: EvalConfig = Field(EvalConfig(), description="Offline evaluation (the evaluate stage).")
+    spark: SparkConfig = Field(SparkConfig(), description="The Spark sessions of the jobs.")
+    mlflow: MlflowConfig = Field(MlflowConfig(), description="Where runs, metrics and models are tracked.")
+    publish: PublishConfig = Field(PublishConfig(), description="The publish gate, the serving store and the "
+                                   "recommendations-ready event.")
+    tuning: TuningConfig = Field(default_factory=TuningConfig, description="Hyperparameter tuning (the "
+                                 "genre_tuning DAG).")
 
     @model_validator(mode="after")
     def _engine_without_reranker(self) -> "PipelineConfig":
+        """recommend.engine: spark ranks the blend only, so it needs rerank.enabled: off."""
         if self.recommend.engine == "spark" and self.rerank.enabled != "off":
             raise ValueError("recommend.engine: spark ranks the blend only; set rerank.enabled: off, or engine: local")
         return self
@@ -237,10 +73,11 @@ class PipelineConfig(_Section):
                     raise ValueError(f"tuning.space.{key}: {value!r} is not a valid value "
                                      f"({e.errors()[0]['msg']})") from None
         return self
-    ab: AbConfig = AbConfig()
+    ab: AbConfig = Field(AbConfig(), description="A/B test of ranker settings.")
 
     @model_validator(mode="after")
     def _ab_variants_apply(self) -> "PipelineConfig":
+        """Each A/B variant's overrides name existing keys with valid values; eval.folds > 1 needs ab.variants."""
         # each variant's overrides must name existing keys and give valid values: checked by
         # applying them now, as the ranker will, so a bad variant fails before any work starts
         for v in self.ab.variants:

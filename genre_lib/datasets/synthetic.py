@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genre_lib.config.settings import SyntheticConfig
+from genre_lib.config.data import SyntheticConfig
 
 # Per genre: content nouns, then "|", then adjectives; most typical first (usage is Zipf over this order).
 GENRE_WORDS = {

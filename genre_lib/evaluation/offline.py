@@ -104,7 +104,7 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
     def weights_of(train: pd.DataFrame) -> Optional[pd.DataFrame]:
         return genre_weights(train, catalogue, gc, run_date, totals)
 
-    side = ranker.fit_items(lambda: (split_block(b)[0] for b in range(blocks.n)), catalogue, rc, gc, cfg.clean.rating_max)
+    side = ranker.fit_items(lambda: (split_block(b)[0] for b in range(blocks.n)), catalogue, rc, cfg.clean.rating_max)
     if item_genres is None and catalogue.item_genre_scores is not None:
         item_genres = catalogue.item_genre_scores.rename(columns={"probability": "score"})
     item_users = pd.DataFrame({"item_id": side.item_ids, "users": side.item_users})

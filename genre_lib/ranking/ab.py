@@ -19,7 +19,8 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
-from genre_lib.config.settings import AbConfig, AbVariant, PipelineConfig, RecommendConfig, with_overrides
+from genre_lib.config.ranking import RecommendConfig
+from genre_lib.config.settings import AbConfig, AbVariant, PipelineConfig, with_overrides
 
 # Settings that act only when ranking, not when fitting: variants that differ in these alone share
 # one fitted model (anything else under recommend.* changes a scorer, so that variant is refit).

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from genre_lib.config.settings import GenresConfig
+from genre_lib.config.data import GenresConfig
 
 
 def genre_weights(train: pd.DataFrame, catalogue, gc: GenresConfig, run_date: Optional[dt.date],

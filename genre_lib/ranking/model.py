@@ -1,7 +1,7 @@
 """The hybrid ranker's fitted state (Model) and its fit, whole or in blocks of users:
 
     fit(interactions, catalogue, user_weights, rc, gc, rating_max) -> Model   a split or all data
-    fit_items(blocks, catalogue, rc, gc, rating_max) -> Model      the item side, summed over user blocks
+    fit_items(blocks, catalogue, rc, rating_max) -> Model      the item side, summed over user blocks
     fit_users(items, interactions, user_weights, rc, gc, rating_max) -> Model   one block's users on it
 
 fit is fit_items over one block then fit_users; recommend.py scores and ranks a Model.
@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from genre_lib.config.settings import GenresConfig, RecommendConfig
+from genre_lib.config.data import GenresConfig
+from genre_lib.config.ranking import RecommendConfig
 from genre_lib.lake.catalogue import Catalogue
 from genre_lib.ranking import mixture
 from genre_lib.ranking.cf import ease_from_gram, item_knn, rating_matrix, recency_matrix
@@ -140,7 +141,7 @@ def fit(interactions: pd.DataFrame, catalogue: Catalogue, user_weights: Optional
     published table, or interest.user_genre_weights_pandas on a split); `rating_max` is the clean
     stage's upper rating bound. The same as fit_items over one block, then fit_users."""
     df = _prepared(interactions)
-    return fit_users(fit_items(lambda: iter([df]), catalogue, rc, gc, rating_max), df, user_weights, rc, gc, rating_max)
+    return fit_users(fit_items(lambda: iter([df]), catalogue, rc, rating_max), df, user_weights, rc, gc, rating_max)
 
 
 def fit_split(train: pd.DataFrame, catalogue: Catalogue, cfg, run_date, rc: Optional[RecommendConfig] = None,
@@ -152,7 +153,7 @@ def fit_split(train: pd.DataFrame, catalogue: Catalogue, cfg, run_date, rc: Opti
     return fit(train, catalogue, weights, rc or cfg.recommend, cfg.genres, cfg.clean.rating_max)
 
 
-def fit_items(blocks, catalogue: Catalogue, rc: RecommendConfig, gc: GenresConfig, rating_max: float) -> Model:
+def fit_items(blocks, catalogue: Catalogue, rc: RecommendConfig, rating_max: float) -> Model:
     """The item side of a Model (every item field; no users yet) from the interactions given as
     `blocks()`, an iterator over frames that each hold all the rows of their users (user blocks; read
     twice): what every user block's fit_users shares. Only the item-side sums (distinct users per

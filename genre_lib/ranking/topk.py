@@ -61,12 +61,3 @@ def block_topk_many(score_block: Callable[[np.ndarray], Iterable[tuple[Any, torc
             del s
     return {n: (torch.cat(v), torch.cat(i)) if v else (torch.empty(0, k), torch.empty(0, k, dtype=torch.long))
             for n, (v, i) in out.items()}
-
-
-def block_topk(score_block: Callable[[np.ndarray], torch.Tensor], n_users: int, k: int, block_users: int,
-               seen: Optional[sp.csr_matrix] = None, on_block: Optional[Callable] = None):
-    """Top k per user over `score_block(rows)` (len(rows) x items), one block of users at a time so
-    memory is bounded by block_users x items; `seen` items are excluded. `on_block(rows, values,
-    idx)` may gather extra columns before the block is freed. Returns (values, item indices)."""
-    each = None if on_block is None else (lambda _, rows, v, i: on_block(rows, v, i))
-    return block_topk_many(lambda rows: [(None, score_block(rows))], [None], n_users, k, block_users, seen, each)[None]

@@ -17,10 +17,6 @@ from genre_lib.lake.tables import schema
 
 log = logging.getLogger(__name__)
 
-REASONS = ["malformed_line", "schema_drift", "missing_id", "bad_timestamp", "future_timestamp",
-           "too_old_timestamp", "bad_rating", "rating_out_of_range", "unknown_event", "unknown_item", "bot_user"]
-
-
 # --- labelling -----------------------------------------------------------------------------------
 def label_rows(cfg: PipelineConfig, raw, item_ids):
     """Adds `status` (clean | quarantine | duplicate), `reason` and typed columns to the raw frame."""

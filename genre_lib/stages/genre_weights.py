@@ -12,7 +12,7 @@ import datetime as dt
 
 import pandas as pd
 
-from genre_lib.config.settings import GenresConfig
+from genre_lib.config.data import GenresConfig
 from genre_lib.lake.history import history_dates
 from genre_lib.lake.storage import Lake, to_contract
 
@@ -25,7 +25,7 @@ def genre_vocab(items: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFr
     return pd.DataFrame({"genre": vocab, "genre_index": range(len(vocab))})
 
 
-def item_genres(spark, items_sdf, multi_genre: str):
+def item_genres(items_sdf, multi_genre: str):
     from pyspark.sql import functions as F
 
     n = F.size("genres")
@@ -101,7 +101,7 @@ def run(ctx) -> dict:
     lake.write_pandas("genre_vocab", ds, vocab, {**manifest, "previous": prev})
 
     items_sdf = spark.read.parquet(lake.uri("items_clean", f"ds={ds}"))
-    ig = item_genres(spark, items_sdf, cfg.genres.multi_genre).cache()
+    ig = item_genres(items_sdf, cfg.genres.multi_genre).cache()
     m_items = lake.write_spark("item_genres", ds, ig, manifest)
     history = read_history(spark, lake, run_date, cfg.genres.lookback_days)
     weights = user_genre_weights(history, ig, cfg.genres, run_date)

@@ -34,7 +34,7 @@ def _ranked(ctx, blocks: UserBlocks) -> dict:
     def item_side(rc):
         key = ab.fit_key(rc)
         if key not in sides:
-            sides[key] = fit_items(blocks.frames, catalogue, rc, cfg.genres, cfg.clean.rating_max)
+            sides[key] = fit_items(blocks.frames, catalogue, rc, cfg.clean.rating_max)
         return sides[key]
 
     second, extra = None, {}  # None: the blend ranks (off, or auto found no gain on validation)

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from genre_lib.config.settings import SyntheticConfig, load_config
+from genre_lib.config.data import SyntheticConfig
+from genre_lib.config.settings import load_config
 from genre_lib.datasets import synthetic
 from genre_lib.lake.storage import Lake
 from genre_lib.orchestration.jobrun import JobContext
