@@ -64,6 +64,9 @@ ENV_VARS: dict[str, tuple[EnvVar, ...]] = {
         EnvVar("GENRE_TASK_RETRIES", "2", "genre_lib/orchestration/dag_support.py", "Retries of every DAG task."),
         EnvVar("GENRE_TIMEOUT_SCALE", "1", "genre_lib/orchestration/dag_support.py",
                "Factor on every task timeout and on the DAG run timeout, for catalogues far above the profiles'."),
+        EnvVar("GENRE_TORCH_QUEUE", "unset: the default queue", "genre_lib/orchestration/dag_support.py",
+               "Celery queue of the torch stages (embed_texts, train_classifier), e.g. `gpu` where GPU workers "
+               "serve it (docker/compose.yaml); read when the DAG file is parsed."),
         EnvVar("GENRE_TUNING_STORAGE", "unset: tuning/optuna.db (SQLite)", "genre_lib/evaluation/tuning.py; "
                "configs/production.env sets it", "Optuna storage URL of the tuning study when tuning.storage is "
                "null."),

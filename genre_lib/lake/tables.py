@@ -103,11 +103,6 @@ class Stage:
         return {"spark": "spark", "torch": "gpu"}.get(self.runs, "default_pool")
 
     @property
-    def queue(self) -> Optional[str]:
-        """The Celery queue: `gpu` for torch; None leaves Airflow's [operators] default_queue."""
-        return "gpu" if self.runs == "torch" else None
-
-    @property
     def timeout(self) -> timedelta:
         return timedelta(minutes=self.timeout_min)
 

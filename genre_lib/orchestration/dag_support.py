@@ -118,7 +118,10 @@ def stage_task(stage: str) -> dict:
     """Operator arguments of a stage task: its pool, queue, timeout, doc, the assets of the tables it
     commits, and the hooks that skip an unselected stage and annotate the asset events."""
     spec = STAGE_SPECS[stage]
-    queue = {"queue": spec.queue} if spec.queue else {}  # else Airflow's [operators] default_queue
+    # the torch stages' Celery queue (the GPU workers'), set by the deployment that has them; without
+    # it every task goes to Airflow's [operators] default_queue
+    torch_queue = os.environ.get("GENRE_TORCH_QUEUE", "").strip()
+    queue = {"queue": torch_queue} if spec.runs == "torch" and torch_queue else {}
     return {"task_id": stage, "pool": spec.pool, **queue, "execution_timeout": timeout(stage),
             "doc_md": task_doc(stage), "outlets": [table_asset(t) for t in spec.writes],
             # an unselected (skipped) upstream must not skip a selected downstream; a failed one still stops it
