@@ -33,10 +33,10 @@ if str(ROOT) not in sys.path:
 
 from genre_lib.config.settings import load_config  # noqa: E402
 from genre_lib.datasets import synthetic  # noqa: E402
-from genre_lib.evaluation.metrics import ranking_metrics  # noqa: E402
-from genre_lib.evaluation.splits import cold_item_split, new_items  # noqa: E402
 from genre_lib.lake.history import read_history_pandas
 from genre_lib.lake.storage import Lake  # noqa: E402
+from genre_lib.protocol.metrics import ranking_metrics  # noqa: E402
+from genre_lib.protocol.splits import cold_item_split, new_items  # noqa: E402
 
 
 class _Recorder:

@@ -43,11 +43,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from genre_lib.config.settings import load_config  # noqa: E402
-from genre_lib.evaluation.metrics import ranking_metrics  # noqa: E402
 from genre_lib.evaluation.offline import evaluate  # noqa: E402
 from genre_lib.evaluation.results import markdown_report
-from genre_lib.evaluation.splits import new_items, split  # noqa: E402
 from genre_lib.lake.catalogue import Catalogue  # noqa: E402
+from genre_lib.protocol.metrics import ranking_metrics  # noqa: E402
+from genre_lib.protocol.splits import new_items, split  # noqa: E402
 from genre_lib.ranking import blend
 from genre_lib.ranking import model as ranker
 from genre_lib.ranking.interest import genre_weights
@@ -105,7 +105,7 @@ def _val_ndcg(model, val: pd.DataFrame, weights: dict, cfg) -> float:
     """nDCG@k of one weight setting on the validation rows (new items of the inner-train users)."""
     users = np.flatnonzero(pd.Index(model.user_ids).isin(val["user_id"].unique()))
     top = blend.recommend(model, weights, cfg.eval.k, cfg.recommend.block_users, users=users)
-    recs = pd.DataFrame({"user_id": model.user_ids[top.users], "item_id": model.item_ids[top.items], "rank": top.rank})
+    recs = top.frame(model)
     return ranking_metrics(val, recs, cfg.eval.k)[f"ndcg@{cfg.eval.k}"]
 
 

@@ -13,11 +13,11 @@ import pytest
 
 from genre_lib.config.settings import ConfigError, load_config
 from genre_lib.evaluation import ab_eval
-from genre_lib.evaluation.metrics import per_user_metrics, ranking_metrics
 from genre_lib.evaluation.offline import evaluate
-from genre_lib.evaluation.splits import new_items, split
 from genre_lib.lake.catalogue import Catalogue
 from genre_lib.lake.storage import Lake
+from genre_lib.protocol.metrics import per_user_metrics, ranking_metrics
+from genre_lib.protocol.splits import new_items, split
 from genre_lib.ranking import ab, blend
 from genre_lib.ranking import model as ranker
 from genre_lib.ranking.interest import genre_weights
@@ -266,7 +266,7 @@ def test_evaluate_reports_each_variant_on_its_own_users_with_intervals():
     model = ranker.fit(train, cat, genre_weights(train, cat, cfg.genres, None), cfg.recommend, cfg.genres, cfg.clean.rating_max)
     control = np.flatnonzero((ab.assign(model.user_ids, cfg.ab) == "control") & pd.Index(model.user_ids).isin(set(test.user_id)))
     top = blend.recommend(model, cfg.recommend.weights, 5, 7, users=control)
-    recs = pd.DataFrame({"user_id": model.user_ids[top.users], "item_id": model.item_ids[top.items], "rank": top.rank})
+    recs = top.frame(model)
     ref = ranking_metrics(test[test.user_id.isin(set(model.user_ids[control]))], recs, 5)
     assert ref["users"] == block["control"]["users"]
     for m in metrics:

@@ -6,8 +6,8 @@ import pytest
 from genre_lib.config.settings import ConfigError, load_config
 from genre_lib.evaluation import cold_eval
 from genre_lib.evaluation.offline import evaluate
-from genre_lib.evaluation.splits import cold_item_split, cold_items
 from genre_lib.lake.catalogue import Catalogue
+from genre_lib.protocol.splits import cold_item_split, cold_items
 from tests.test_recommend import GENRES, tiny_data
 
 

@@ -124,7 +124,7 @@ def test_consumer_reads_the_newest_event_and_checks_the_partition(lake):
 
 def test_html_report_and_stable_metric_keys():
     from genre_lib.evaluation.html_report import genre_mix, metric_keys, render
-    from genre_lib.evaluation.metrics import METRICS
+    from genre_lib.protocol.metrics import METRICS
 
     payload = {"k": 10, "primary": "blend", "protocol": "temporal", "train_rows": 9, "test_rows": 3,
                "models": {"blend": {"ndcg@10": 0.3, "coverage@10": 0.5, "novelty@10": float("nan")},

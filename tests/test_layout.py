@@ -109,6 +109,22 @@ def test_no_import_cycle_and_short_chains():
     for job in (n for n in graph if n.startswith("jobs.")):
         # what a job imports before its stage module (which jobrun imports by name once the checks pass)
         assert len(chain(job)) <= 8, f"{len(chain(job))} modules: " + " -> ".join(chain(job))
+    # between the role packages too, arrows only go one way: the folders stack in layers
+    package = lambda m: m.split(".")[1] if m.startswith("genre_lib.") and m.count(".") >= 2 else m  # noqa: E731
+    folders: dict[str, set[str]] = {}
+    for a, bs in graph.items():
+        folders.setdefault(package(a), set()).update(package(b) for b in bs if package(b) != package(a))
+    done: set[str] = set()
+
+    def below(folder, trail):
+        for nxt in folders.get(folder, ()):
+            assert nxt not in trail, "packages import each other: " + " -> ".join([*trail, folder, nxt])
+            if nxt not in done:
+                below(nxt, [*trail, folder])
+        done.add(folder)
+
+    for folder in folders:
+        below(folder, [])
     # evaluation measures models; it does not import the stages (the classifier's training stage included)
     assert not [(a, b) for a, bs in graph.items() for b in bs
                 if a.startswith("genre_lib.evaluation.") and b.startswith("genre_lib.stages.")]

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_lib.evaluation.metrics import ranking_metrics
 from genre_lib.evaluation.offline import model_variants
-from genre_lib.evaluation.splits import stratified_split, temporal_split
+from genre_lib.protocol.metrics import ranking_metrics
+from genre_lib.protocol.splits import stratified_split, temporal_split
 
 
 def _recommenders_stratified(data, ratio=0.75, seed=42):
@@ -97,7 +97,7 @@ def test_variants_cover_ablations():
 
 
 def test_spark_metrics_agree_with_reference(spark):
-    from genre_lib.evaluation.metrics import spark_ranking_metrics
+    from genre_lib.protocol.metrics import spark_ranking_metrics
 
     rng = np.random.default_rng(3)
     truth = pd.DataFrame({"user_id": rng.integers(0, 30, 300).astype(str), "item_id": rng.integers(0, 60, 300).astype(str)}).drop_duplicates()

@@ -176,7 +176,7 @@ def test_pseudonyms_are_keyed_and_stable(monkeypatch, fitted, cfg):
 
 
 def test_fit_sees_only_the_training_split(cfg):
-    from genre_lib.evaluation.splits import temporal_split
+    from genre_lib.protocol.splits import temporal_split
 
     inter, items, scores, emb = tiny_data()
     train, test = temporal_split(inter, 0.2)
@@ -331,7 +331,7 @@ def test_cold_items_protocol_ranks_only_held_out_items():
     """cold_items: cold items lose all their interactions and their labels (rescore gives their genre
     scores); every model ranks only them; random and genre-labels sit beside the blend."""
     from genre_lib.evaluation.offline import evaluate
-    from genre_lib.evaluation.splits import cold_item_split
+    from genre_lib.protocol.splits import cold_item_split
 
     inter, items, scores, emb = tiny_data(n_users=40, n=900)
     cfg = load_config(None, ["eval.protocol=cold_items", "eval.cold_item_share=0.25", "eval.k=5",

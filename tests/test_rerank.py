@@ -7,8 +7,8 @@ import pytest
 
 from genre_lib.config.settings import ConfigError, load_config
 from genre_lib.evaluation.offline import evaluate
-from genre_lib.evaluation.splits import new_items, split
 from genre_lib.lake.catalogue import Catalogue
+from genre_lib.protocol.splits import new_items, split
 from genre_lib.ranking import blend, rerank
 from genre_lib.ranking import model as ranker
 from genre_lib.ranking.interest import genre_weights
@@ -211,7 +211,7 @@ def test_recommend_stage_off_is_the_blend_and_on_logs_the_model(data, tmp_path, 
 def test_ab_variants_are_scored_on_their_reranked_lists(data):
     """With the re-ranker kept, variants_ab scores what the recommend stage would publish: each arm's
     own candidates re-ordered by the trees, not the arm's blend."""
-    from genre_lib.evaluation.metrics import ranking_metrics
+    from genre_lib.protocol.metrics import ranking_metrics
     from genre_lib.ranking import ab
 
     inter, cat = data
@@ -227,8 +227,7 @@ def test_ab_variants_are_scored_on_their_reranked_lists(data):
     truth = test[test.user_id.isin(set(model.user_ids[control]))]
     reranked = ranking_metrics(truth, rerank.evaluation_rank(rankers, model, train, control, cfg)["rerank"], 5)
     top = blend.recommend(model, cfg.recommend.weights, 5, 7, users=control)
-    plain = ranking_metrics(truth, pd.DataFrame({"user_id": model.user_ids[top.users], "item_id": model.item_ids[top.items],
-                                                 "rank": top.rank}), 5)
+    plain = ranking_metrics(truth, top.frame(model), 5)
     assert reranked["ndcg@5"] != pytest.approx(plain["ndcg@5"], abs=1e-9)  # the two lists differ here
     assert block["control"]["users"] == reranked["users"]
     for m in ("ndcg@5", "precision@5", "recall@5", "map@5"):

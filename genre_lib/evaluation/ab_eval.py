@@ -18,8 +18,8 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from genre_lib.evaluation.metrics import per_user_metrics
-from genre_lib.evaluation.splits import new_items
+from genre_lib.protocol.metrics import per_user_metrics
+from genre_lib.protocol.splits import new_items
 from genre_lib.ranking import ab, blend, rerank
 from genre_lib.ranking import model as ranker
 
@@ -53,7 +53,7 @@ def per_variant(train: pd.DataFrame, test: pd.DataFrame, cfg, fit: Fit, model=No
         else:
             cands = None if cold is None else np.flatnonzero(pd.Index(m.item_ids).isin(set(cold)))
             top = blend.recommend(m, arm.rc.weights, k, arm.rc.block_users, users=arm.rows, candidates=cands)
-            recs = pd.DataFrame({"user_id": m.user_ids[top.users], "item_id": m.item_ids[top.items], "rank": top.rank})
+            recs = top.frame(m)
         out.append((arm.name, arm.share, per_user_metrics(test, recs, k)[cols]))
     return out
 

@@ -13,7 +13,7 @@ from typing import Optional
 
 import pandas as pd
 
-from genre_lib.evaluation.metrics import METRICS
+from genre_lib.protocol.metrics import METRICS
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 20px}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}

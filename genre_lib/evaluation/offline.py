@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from genre_lib.evaluation import ab_eval
-from genre_lib.evaluation.metrics import ranking_metrics, spark_ranking_metrics
 from genre_lib.evaluation.scratch import Scratch
-from genre_lib.evaluation.splits import cold_item_split, cold_items, new_items, split
 from genre_lib.lake.catalogue import Catalogue
+from genre_lib.protocol.metrics import ranking_metrics, spark_ranking_metrics
+from genre_lib.protocol.splits import cold_item_split, cold_items, new_items, split
 from genre_lib.ranking import blend, rerank
 from genre_lib.ranking import model as ranker
 from genre_lib.ranking.interest import genre_totals, genre_weights, item_genres_pandas
@@ -165,8 +165,7 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
             for name, frame in rerank.evaluation_rank(rankers, model, train, users, cfg).items():
                 keep(f"variant-{name}", frame, b)
             for name, (m, top) in ranked.items():
-                keep(f"variant-{name}", pd.DataFrame({"user_id": m.user_ids[top.users], "item_id": m.item_ids[top.items],
-                                         "rank": top.rank}), b)
+                keep(f"variant-{name}", top.frame(m), b)
             del model, ranked, train, held, test
         extra = dict(n_catalogue=side.n_items if cold is None else len(candidates), n_train_users=counts["n_train_users"])
         models = _scored(variants, rows, remote, scratch, spark, k, item_genres, item_users, extra)

@@ -8,7 +8,7 @@ import numpy as np
 
 from genre_lib.evaluation import ab_eval
 from genre_lib.evaluation.html_report import log_report
-from genre_lib.evaluation.metrics import METRICS
+from genre_lib.protocol.metrics import METRICS
 
 
 def markdown_report(payload: dict) -> str:

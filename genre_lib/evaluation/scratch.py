@@ -15,8 +15,8 @@ RANKED = "variant string, user_id string, item_id string, rank int"
 def rank_variants(variants: dict, k: int, candidates, model, rc, _name, users: np.ndarray) -> pd.DataFrame:
     """One block of test users ranked under every variant (RANKED rows): what the executors run."""
     tops = blend.recommend_many(model, variants, k, rc.block_users, users=users, candidates=candidates)
-    return pd.concat([pd.DataFrame({"variant": v, "user_id": model.user_ids[t.users], "item_id": model.item_ids[t.items],
-                                    "rank": t.rank.astype("int32")}) for v, t in tops.items()], ignore_index=True)
+    return pd.concat([blend.ranked_frame(model, t.users, t.items, t.rank.astype("int32")).assign(variant=v)[
+        ["variant", "user_id", "item_id", "rank"]] for v, t in tops.items()], ignore_index=True)
 
 
 def spark_variants(ctx) -> Callable:

@@ -91,7 +91,7 @@ class Problem:
 
 
 def carve(history: pd.DataFrame, catalogue, cfg: PipelineConfig, run_date: dt.date) -> Problem:
-    from genre_lib.evaluation.splits import new_items, split
+    from genre_lib.protocol.splits import new_items, split
 
     p, ec = protocol(cfg), cfg.eval
     train, test = split(history, p, ec.holdout_share, ec.seed)
@@ -109,7 +109,7 @@ def score(train: pd.DataFrame, truth: pd.DataFrame, problem: Problem, cfg: Pipel
           stop: Optional[Callable[[dict], bool]] = None) -> list[dict]:
     """Fit on `train`, rank the users of `truth`, ranking metrics at the tuning metric's k: for all
     users; with `stop`, for a seeded half first, and for all only when stop(half's metrics) is false."""
-    from genre_lib.evaluation.metrics import ranking_metrics
+    from genre_lib.protocol.metrics import ranking_metrics
     from genre_lib.ranking import blend
     from genre_lib.ranking.model import fit_split
 
@@ -121,9 +121,7 @@ def score(train: pd.DataFrame, truth: pd.DataFrame, problem: Problem, cfg: Pipel
     out = []
     for rows in steps:
         top = blend.recommend(model, cfg.recommend.weights, k, cfg.recommend.block_users, users=rows)
-        recs = pd.DataFrame({"user_id": model.user_ids[top.users], "item_id": model.item_ids[top.items],
-                             "rank": top.rank})
-        out.append(ranking_metrics(truth[truth["user_id"].isin(set(model.user_ids[rows]))], recs, k))
+        out.append(ranking_metrics(truth[truth["user_id"].isin(set(model.user_ids[rows]))], top.frame(model), k))
         if stop and len(out) == 1 and stop(out[0]):
             break
     return out

@@ -101,6 +101,14 @@ class TopK:
     weights: dict
     reasons: Optional[np.ndarray] = None  # set by the re-ranker (rerank.py); None: explain.py's
 
+    def frame(self, model: Model) -> pd.DataFrame:
+        return ranked_frame(model, self.users, self.items, self.rank)
+
+
+def ranked_frame(model: Model, users: np.ndarray, items: np.ndarray, rank: np.ndarray) -> pd.DataFrame:
+    """Ranked lists as the metrics read them: (user_id, item_id, rank) of `model`'s user rows and item columns."""
+    return pd.DataFrame({"user_id": model.user_ids[users], "item_id": model.item_ids[items], "rank": rank})
+
 
 def recommend(model: Model, weights, top_n: int, block_users: int, users: Optional[np.ndarray] = None,
               exclude_seen: bool = True, candidates: Optional[np.ndarray] = None, gather: tuple = ()) -> TopK:

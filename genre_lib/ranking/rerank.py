@@ -25,11 +25,11 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from genre_lib.evaluation.metrics import per_user_metrics
-from genre_lib.evaluation.splits import new_items, split
+from genre_lib.protocol.metrics import per_user_metrics
+from genre_lib.protocol.splits import new_items, split
 from genre_lib.ranking import model as ranker
 from genre_lib.ranking import rerank_registry as registry
-from genre_lib.ranking.blend import recommend
+from genre_lib.ranking.blend import ranked_frame, recommend
 from genre_lib.ranking.explain import explain
 from genre_lib.ranking.rerank_features import (
     COMPONENTS,
@@ -70,8 +70,7 @@ def _best(users: np.ndarray, score: np.ndarray, k: int) -> tuple[np.ndarray, np.
 def _recs(model, top, score: np.ndarray, k: int) -> pd.DataFrame:
     """Each user's k candidates with the highest `score` as (user_id, item_id, rank)."""
     keep, rank = _best(top.users, score, k)
-    return pd.DataFrame({"user_id": model.user_ids[top.users[keep]], "item_id": model.item_ids[top.items[keep]],
-                         "rank": rank})
+    return ranked_frame(model, top.users[keep], top.items[keep], rank)
 
 
 @dataclass
