@@ -1,6 +1,6 @@
 """Does the ranking half's memory grow with users? recommend's and evaluate's peak RSS at one catalogue
 (5,000 items) with 20,000 users / 2M rows and with 4x that (80,000 users / 8M rows), the second run
-both in blocks of users (recommend.user_block_rows, default 2M: four blocks) and, as the anchor, in one
+both in blocks of users (recommend.execution.user_block_rows, default 2M: four blocks) and, as the anchor, in one
 block (the whole night in memory, as before user blocks). Each night runs job by job through
 bench/nightly.py (generation and every upstream stage included; their figures are printed too).
 
@@ -39,7 +39,7 @@ def main() -> None:
     again = ["--keep", "--stages", "recommend", "evaluate"] if args.keep else []
     small = night("users-1x", *again)
     blocked = night("users-4x", *again)
-    whole = night("users-4x", "--keep", "--stages", "recommend", "evaluate", "--set", "recommend.user_block_rows=1000000000")
+    whole = night("users-4x", "--keep", "--stages", "recommend", "evaluate", "--set", "recommend.execution.user_block_rows=1000000000")
     print("| stage | 1x GB | 4x in blocks GB (ratio) | 4x in one block GB (ratio) |\n|---|---|---|---|")
     for stage in ("recommend", "evaluate"):
         one, four, anchor = small[stage][1], blocked[stage][1], whole[stage][1]

@@ -2,7 +2,7 @@
 
     python bench/ml100k_quality.py [--data ../shared/data/ml-100k] [--protocol stratified|temporal|both]
                                    [--embed | --lake lake-ml100k [--ds 2026-11-22]] [--tune [--inner-seeds 42 43 44]]
-                                   [--set recommend.cf_reg=300 ...]
+                                   [--set recommend.cf.reg=300 ...]
 
 Reads u.data in file order (the order the published split depends on) and u.item (latin-1, 19 genre
 flags); nothing is copied into the repo. The genre scorer reads the u.item labels and the content
@@ -17,7 +17,7 @@ again by the same protocol (stratified: python_stratified_split of train; tempor
 20% of train; --inner-seeds: one stratified inner split per seed, every candidate judged by the mean
 over them), every candidate is fitted on the inner train and scored by nDCG@10 on the validation
 part, then the chosen values are fitted on the whole training split and the test table is printed
-once. Stage 1 picks cf_rating_power, cf_reg, cf_dropout and cf_recency_half_life for cf alone; stage 2
+once. Stage 1 picks recommend.cf.rating_power, reg, dropout and recency_half_life for cf alone; stage 2
 the genre weights' half_life_days (which also decays the content profile), rating_weighted,
 shrinkage and the genre scorer's form, judged by the blend at the profile's other weights and the
 genre weight (>= 0.1, from stage 3's grid) that suits each candidate best, since the forms' scales
@@ -104,7 +104,7 @@ def fit(interactions: pd.DataFrame, catalogue: Catalogue, cfg):
 def _val_ndcg(model, val: pd.DataFrame, weights: dict, cfg) -> float:
     """nDCG@k of one weight setting on the validation rows (new items of the inner-train users)."""
     users = np.flatnonzero(pd.Index(model.user_ids).isin(val["user_id"].unique()))
-    top = blend.recommend(model, weights, cfg.eval.k, cfg.recommend.block_users, users=users)
+    top = blend.recommend(model, weights, cfg.eval.k, cfg.recommend.execution.block_users, users=users)
     recs = top.frame(model)
     return ranking_metrics(val, recs, cfg.eval.k)[f"ndcg@{cfg.eval.k}"]
 
@@ -138,26 +138,26 @@ def tune(interactions: pd.DataFrame, catalogue: Catalogue, profile: str, overrid
 
     best, chosen = -1.0, None
     cf_grid = itertools.product(CF_RATING, CF_REG, CF_DROPOUT) if not keep_cf else [
-        (cfg.recommend.cf_rating_power, cfg.recommend.cf_reg, cfg.recommend.cf_dropout)]
+        (cfg.recommend.cf.rating_power, cfg.recommend.cf.reg, cfg.recommend.cf.dropout)]
     for power, reg, drop in cf_grid:
-        c = load_config(profile, [*overrides, f"recommend.cf_reg={reg}", f"recommend.cf_dropout={drop}",
-                                  f"recommend.cf_rating_power={power}", "recommend.cf_recency_half_life=null"])
+        c = load_config(profile, [*overrides, f"recommend.cf.reg={reg}", f"recommend.cf.dropout={drop}",
+                                  f"recommend.cf.rating_power={power}", "recommend.cf.recency_half_life=null"])
         models = [fit(inner, catalogue, c) for inner, _ in splits]  # B does not depend on the recency of x_u: swap it in
-        for half in CF_RECENCY if not keep_cf else [cfg.recommend.cf_recency_half_life]:
+        for half in CF_RECENCY if not keep_cf else [cfg.recommend.cf.recency_half_life]:
             for model, ts in zip(models, timed):
                 model.cf_input = ranker.cf_input_matrix(model, ts, half)
             score = val_ndcg(c, {"cf": 1.0}, models)
             if score > best:
-                best, chosen = score, [f"recommend.cf_reg={reg}", f"recommend.cf_dropout={drop}",
-                                       f"recommend.cf_rating_power={power}",
-                                       f"recommend.cf_recency_half_life={'null' if half is None else half}"]
+                best, chosen = score, [f"recommend.cf.reg={reg}", f"recommend.cf.dropout={drop}",
+                                       f"recommend.cf.rating_power={power}",
+                                       f"recommend.cf.recency_half_life={'null' if half is None else half}"]
     print(f"  stage 1 (cf alone): {' '.join(chosen)} -> validation nDCG@10 {best:.4f}")
 
     best_g, knobs = -1.0, []
     if catalogue.item_genre_scores is not None:
         for scorer, half, rated, shrink in itertools.product(G_SCORER, G_HALF_LIFE, G_RATING_WEIGHTED, G_SHRINKAGE):
             k = [f"genres.half_life_days={'null' if half is None else half}", f"genres.rating_weighted={str(rated).lower()}",
-                 f"genres.shrinkage={shrink}", f"recommend.genre_scorer={scorer}"]
+                 f"genres.shrinkage={shrink}", f"recommend.genre.scorer={scorer}"]
             c = load_config(profile, [*overrides, *chosen, *k])
             # the knobs also decay the content profile: judged by the blend (the profile's weights)
             # at the genre weight that suits the form best (the forms' scales differ), not by the

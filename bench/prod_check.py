@@ -6,7 +6,7 @@ CeleryExecutor, Redis broker) tracked by an MLflow server on PostgreSQL, on tiny
 Loads configs/production.env, creates the two databases if missing, migrates Airflow, starts
 `mlflow server`, a Spark standalone master with two workers (`spark_default` points at it),
 `airflow api-server`, `airflow scheduler`, `airflow dag-processor` and `airflow celery worker` (all
-bound to 127.0.0.1 on free ports), triggers one DAG run (recommend.engine=spark) through the
+bound to 127.0.0.1 on free ports), triggers one DAG run (recommend.execution.engine=spark) through the
 scheduler, waits for it, checks every declared table committed, the MLflow parent run with one
 FINISHED child run per stage (through the MLflow client against the server), every Spark stage as a
 finished application of the master, and the Spark stages' tables equal to a local[*] rerun; then
@@ -282,7 +282,7 @@ def verify_cluster(spark: standalone.Cluster) -> dict:
 
 
 def verify_local_equal(env: dict, lake_root: Path, local_root: Path, overrides: list[str], logdir: Path) -> dict:
-    """The night's Spark stages again in local[*] (recommend.engine=local) on a copy of the cluster's
+    """The night's Spark stages again in local[*] (recommend.execution.engine=local) on a copy of the cluster's
     lake: every table they write, and the evaluation's metrics, equal the cluster run's."""
     sys.path.insert(0, str(ROOT))
     from genre_lib.lake.storage import Lake
@@ -291,7 +291,7 @@ def verify_local_equal(env: dict, lake_root: Path, local_root: Path, overrides: 
     shutil.rmtree(local_root, ignore_errors=True)
     shutil.copytree(lake_root, local_root)
     local_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{local_root}/mlflow.db"}
-    sets = [a for o in [*overrides, f"lake.root={local_root}", "recommend.engine=local", "spark.master=local[*]"]
+    sets = [a for o in [*overrides, f"lake.root={local_root}", "recommend.execution.engine=local", "spark.master=local[*]"]
             for a in ("--set", o)]
     for stage in SPARK_STAGES:
         run([env["GENRE_PYTHON"], str(ROOT / "jobs" / f"{stage}.py"), "--config", "configs/default.yaml",
@@ -306,7 +306,7 @@ def verify_local_equal(env: dict, lake_root: Path, local_root: Path, overrides: 
         assert np.allclose(a[floats].to_numpy(float), b[floats].to_numpy(float), rtol=1e-5, atol=1e-5,
                            equal_nan=True), f"{table}: cluster and local values differ"
         compared[table] = len(a)
-    metrics = lambda lake: json.loads(Path(lake.partition("evaluation", RUN_DATE), "metrics.json").read_text())  # noqa: E731
+    metrics = lambda lake: lake.read_json("evaluation", RUN_DATE, "metrics.json")  # noqa: E731
     m_cluster, m_local = metrics(cluster)["models"], metrics(local)["models"]
     assert m_cluster.keys() == m_local.keys() and all(
         np.isclose(m_cluster[n][k], v, rtol=1e-9) for n in m_local for k, v in m_local[n].items()), "metrics differ"
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.time()
         # the night is published to Redis (store and event stream) under a prefix of this check's own;
         # forced, because the gate's verdict on tiny data is not what this check is about
-        overrides = [f"lake.root={lake_root}", f"data.path={data_root}", *TINY, "recommend.engine=spark",
+        overrides = [f"lake.root={lake_root}", f"data.path={data_root}", *TINY, "recommend.execution.engine=spark",
                      "publish.store=redis",
                      "publish.events=redis", f"publish.redis_url={env.get('GENRE_REDIS_URL', 'redis://127.0.0.1:6379/0')}",
                      f"publish.redis_prefix=genre-prod-{tag}", "publish.force=true"]

@@ -78,7 +78,7 @@ def main() -> None:
 
     def blend():
         model = ranker.fit(inter, cat, weights, rc, cfg.genres, cfg.clean.rating_max)
-        return blend.recommendations_frame(model, blend.recommend(model, rc.weights, rc.top_n, rc.block_users), rc), {}
+        return blend.recommendations_frame(model, blend.recommend(model, rc.weights, rc.top_n, rc.execution.block_users), rc), {}
 
     def reranked(days: int, night):
         c = cfg.model_copy(update={"rerank": cfg.rerank.model_copy(update={"retrain_days": days})})

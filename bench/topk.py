@@ -1,6 +1,6 @@
 """All-user top-10 at ML-25M shape (162,541 users x 62,423 items, rank 64, synthetic factors):
 
-  (a) genre_lib.ranking.topk.block_topk_many (one blend): users in blocks of recommend.block_users, one matrix product
+  (a) genre_lib.ranking.topk.block_topk_many (one blend): users in blocks of recommend.execution.block_users, one matrix product
       per block, exact top-k by chunk-max pruning (topk_rows)
   (b) Spark ALS recommendForAllUsers on an ALSModel holding the same factors (fit time excluded)
   (c) the floor: the bare float32 products of the same blocks, nothing else
@@ -110,7 +110,7 @@ def main() -> None:
     p.add_argument("--items", type=int, default=62_423)
     p.add_argument("--rank", type=int, default=64)
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--block", type=int, default=1024, help="recommend.block_users")
+    p.add_argument("--block", type=int, default=1024, help="recommend.execution.block_users")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--spark-master", default="local[*]")

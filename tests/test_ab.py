@@ -25,7 +25,7 @@ from genre_lib.stages import recommend as rec
 from tests.test_recommend import tiny_data
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE = ["recommend.top_n=5", "recommend.block_users=7", "recommend.weights.genre=0.2",
+BASE = ["recommend.top_n=5", "recommend.execution.block_users=7", "recommend.weights.genre=0.2",
         "recommend.weights.content=0.2", "recommend.weights.cf=1", "recommend.weights.popularity=0.1"]
 
 
@@ -82,14 +82,18 @@ def test_assignment_changes_with_the_salt_and_keeps_the_shares():
     ("{name: a, share: 1.0}", r"ab: variants: needs at least 2 variants, got 1"),
     ("{name: a, share: 0.5, overrides: {eval.k: 5}}, {name: b, share: 0.5}",
      r"variants\[a\]\.overrides\.eval\.k: only recommend\.\* keys"),
-    ("{name: a, share: 0.5, overrides: {recommend.pseudonymize_users: true}}, {name: b, share: 0.5}",
-     r"variants\[a\]\.overrides\.recommend\.pseudonymize_users"),
+    ("{name: a, share: 0.5, overrides: {recommend.privacy.pseudonymize_users: true}}, {name: b, share: 0.5}",
+     r"variants\[a\]\.overrides\.recommend\.privacy\.pseudonymize_users"),
+    ("{name: a, share: 0.5, overrides: {recommend.privacy: {pseudonymize_users: true}}}, {name: b, share: 0.5}",
+     r"variants\[a\]\.overrides\.recommend\.privacy: only recommend\.\* keys .*\(not recommend\.privacy\."),
+    ("{name: a, share: 0.5}, {name: b, share: 0.5, overrides: {recommend.cf_reg: 7}}",
+     r"ab\.variants\[b\]\.overrides: recommend\.cf_reg moved to recommend\.cf\.reg"),
     ("{name: a, share: 0.5, overrides: {recommend.weights.genr: 1}}, {name: b, share: 0.5}",
      r"ab\.variants\[a\]\.overrides: recommend\.weights\.genr: unknown key"),
-    ("{name: a, share: 0.5}, {name: b, share: 0.5, overrides: {recommend.cf_reg: -1}}",
-     r"ab\.variants\[b\]\.overrides: recommend\.cf_reg: Input should be greater than 0"),
-    ("{name: a, share: 0.5}, {name: b, share: 0.5, overrides: {recommend.genre_scorer: nope}}",
-     r"ab\.variants\[b\]\.overrides: recommend\.genre_scorer"),
+    ("{name: a, share: 0.5}, {name: b, share: 0.5, overrides: {recommend.cf.reg: -1}}",
+     r"ab\.variants\[b\]\.overrides: recommend\.cf\.reg: Input should be greater than 0"),
+    ("{name: a, share: 0.5}, {name: b, share: 0.5, overrides: {recommend.genre.scorer: nope}}",
+     r"ab\.variants\[b\]\.overrides: recommend\.genre\.scorer"),
     ("{name: a, share: 0.5}, {name: b, share: 0.5, overrides: {recommend.weights: {genre: 0, content: 0, cf: 0}}}",
      r"ab\.variants\[b\]\.overrides: recommend\.weights: at least one weight"),
     ("{name: 'a.b', share: 0.5}, {name: b, share: 0.5}", r"ab\.variants\.0\.name"),
@@ -116,13 +120,15 @@ def test_ab_needs_a_salt_and_folds_need_variants():
 def test_variant_config_applies_overrides_like_set():
     cfg = load_config("configs/default.yaml", [ab_set(
         "{name: a, share: 0.5}, {name: b, share: 0.5, overrides: {recommend.weights.genre: 1.5, "
-        "recommend.genre_scorer: share, recommend.cf_reg: 10}}")])
+        "recommend.genre.scorer: share, recommend.cf.reg: 10}}")])
     a, b = (ab.variant_config(cfg, v) for v in cfg.ab.variants)
     assert a.recommend == cfg.recommend and not a.ab.variants
-    assert (b.recommend.weights.genre, b.recommend.genre_scorer, b.recommend.cf_reg) == (1.5, "share", 10.0)
+    assert (b.recommend.weights.genre, b.recommend.genre.scorer, b.recommend.cf.reg) == (1.5, "share", 10.0)
     assert b.recommend.weights.cf == cfg.recommend.weights.cf and b.genres == cfg.genres
     assert ab.fit_key(a.recommend) != ab.fit_key(b.recommend)
-    weights_only = load_config(None, ["recommend.weights.genre=3", "recommend.top_n=7"]).recommend
+    weights_only = load_config(None, ["recommend.weights.genre=3", "recommend.top_n=7",
+                                      "recommend.execution.block_users=9",
+                                      "recommend.execution.user_block_rows=100"]).recommend
     assert ab.fit_key(weights_only) == ab.fit_key(load_config(None, []).recommend)
 
 
@@ -170,7 +176,7 @@ def before_ab(ctx, rc=None, model=None) -> pd.DataFrame:
         history = ctx.lake.read_pandas("interactions_clean", ctx.ds)
         model = ranker.fit(history, Catalogue.from_lake(ctx.lake, ctx.ds),
                         ctx.lake.read_pandas("user_genre_weights", ctx.ds), rc, cfg.genres, cfg.clean.rating_max)
-    return blend.recommendations_frame(model, blend.recommend(model, rc.weights, rc.top_n, rc.block_users), rc)
+    return blend.recommendations_frame(model, blend.recommend(model, rc.weights, rc.top_n, rc.execution.block_users), rc)
 
 
 def test_without_ab_the_table_is_unchanged_and_variant_is_null(lake):
@@ -209,11 +215,11 @@ def test_each_user_gets_the_list_of_their_variant(lake):
 def test_a_fit_time_override_refits_the_model(lake, monkeypatch):
     fits = []
     real_fit = ranker.fit_items  # the item side: fitted once per distinct set of fit-time settings
-    monkeypatch.setattr(rec, "fit_items", lambda *a, **k: fits.append(a[2].cf_reg) or real_fit(*a, **k))
+    monkeypatch.setattr(rec, "fit_items", lambda *a, **k: fits.append(a[2].cf.reg) or real_fit(*a, **k))
     ctx, _, table = run_recommend(lake, [ab_set(
         "{name: a, share: 0.5, overrides: {recommend.weights.genre: 0.9}}, "
-        "{name: b, share: 0.5, overrides: {recommend.cf_reg: 7}}")])
-    assert fits == [ctx.cfg.recommend.cf_reg, 7.0]  # weights-only variant a reuses the night's model
+        "{name: b, share: 0.5, overrides: {recommend.cf.reg: 7}}")])
+    assert fits == [ctx.cfg.recommend.cf.reg, 7.0]  # weights-only variant a reuses the night's model
     monkeypatch.setattr(rec, "fit_items", real_fit)
     rc_b = ab.variant_config(ctx.cfg, ctx.cfg.ab.variants[1]).recommend
     ref = lists(before_ab(ctx, rc_b))

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from genre_lib.config.settings import ConfigError, load_config, parse_run_date
@@ -79,3 +81,45 @@ def test_finetune_keys():
     with pytest.raises(ConfigError, match=r"classifier: .*word_branch: on .*finetune_layers > 0"):
         load_config(DEFAULT, ["classifier.finetune_layers=1", "classifier.word_branch=on"])
     assert load_config(DEFAULT, ["classifier.finetune_layers=1", "classifier.word_branch=auto"])
+
+
+@pytest.mark.parametrize("old, new", [("recommend.cf_reg", "recommend.cf.reg"),
+                                      ("recommend.genre_scorer", "recommend.genre.scorer"),
+                                      ("recommend.gamma", "recommend.genre.gamma"),
+                                      ("recommend.pseudonymize_users", "recommend.privacy.pseudonymize_users"),
+                                      ("recommend.engine", "recommend.execution.engine"),
+                                      ("recommend.user_block_rows", "recommend.execution.user_block_rows")])
+def test_a_moved_key_is_refused_naming_its_new_place(tmp_path, old, new):
+    from genre_lib.config.settings import MOVED, config_field
+    assert MOVED[old] == new
+    message = re.escape(f"{old} moved to {new}")
+    with pytest.raises(ConfigError, match=message):  # a --set override (even one that would be valid)
+        load_config(DEFAULT, [f"{old}=1"])
+    section, leaf = old.split(".")
+    p = tmp_path / "old.yaml"
+    p.write_text(f"{section}:\n  top_n: 5\n  {leaf}: null\n")  # a profile, the old key even when null
+    with pytest.raises(ConfigError, match=message):
+        load_config(p)
+    p.write_text("ab:\n  salt: s\n  variants:\n    - {name: a, share: 0.5}\n"
+                 f"    - {{name: b, share: 0.5, overrides: {{{old}: 1}}}}\n")
+    with pytest.raises(ConfigError, match=message):  # an A/B variant's overrides
+        load_config(p)
+    with pytest.raises(ConfigError, match=re.escape("tuning.space.") + message):  # a tuning space key
+        load_config(None, [f"tuning.space={{{old}: {{choices: [1]}}}}"])
+    config_field(new)  # the new key exists
+
+
+def test_every_moved_key_names_an_existing_key():
+    from genre_lib.config.settings import MOVED, config_field
+    assert len(set(MOVED.values())) == len(MOVED)
+    for old, new in MOVED.items():
+        config_field(new)
+        with pytest.raises(ValueError, match="no such key|moved to"):
+            config_field(old)
+
+
+def test_recommend_sub_sections_by_role():
+    rc = load_config(DEFAULT, ["recommend.cf.reg=50", "recommend.genre.scorer=share",
+                               "recommend.privacy.pseudonym_key_env=K", "recommend.execution.block_users=7"]).recommend
+    assert (rc.cf.reg, rc.genre.scorer, rc.privacy.pseudonym_key_env, rc.execution.block_users) == (50, "share", "K", 7)
+    assert list(type(rc).model_fields) == ["top_n", "weights", "genre", "cf", "privacy", "execution"]

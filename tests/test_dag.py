@@ -241,7 +241,7 @@ def test_end_to_end_dag_run(tmp_path):
     ev = children["evaluate"]
     report = Path(mlflow.artifacts.download_artifacts(run_id=ev.info.run_id, artifact_path="report.html",
                                                       dst_path=str(tmp_path / "art"))).read_text()
-    payload = json.loads((Path(lake.partition("evaluation", D)) / "metrics.json").read_text())
+    payload = lake.read_json("evaluation", D, "metrics.json")
     recs = lake.read_pandas("recommendations", D)
     per_user = recs.groupby("user_id").size()
     assert "Metrics per model" in report and "id='genre-mix'" in report and "<svg" in report

@@ -378,7 +378,7 @@ def test_secrets_are_required_references(raw, example_env):
     secrets = {v for v in variables(raw) if SECRET_NAME.search(v)}
     assert {"POSTGRES_PASSWORD", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY"} <= secrets
     text = COMPOSE.read_text()
-    for name in secrets - {"GENRE_PSEUDONYM_KEY"}:  # optional: only with recommend.pseudonymize_users
+    for name in secrets - {"GENRE_PSEUDONYM_KEY"}:  # optional: only with recommend.privacy.pseudonymize_users
         refs = re.findall(r"\$\{" + name + r"([^A-Za-z0-9_][^}]*)?\}", text)
         assert refs and all(r.startswith(":?") for r in refs), f"{name}: every use must be ${{{name}:?...}}"
         with pytest.raises(MissingVariable):  # compose fails loudly when it is unset

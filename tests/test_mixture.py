@@ -1,4 +1,4 @@
-"""The genre mixture scorer (genre_lib/ranking/mixture.py, recommend.genre_scorer=mixture)."""
+"""The genre mixture scorer (genre_lib/ranking/mixture.py, recommend.genre.scorer=mixture)."""
 from __future__ import annotations
 
 import numpy as np
@@ -74,7 +74,7 @@ def test_the_mixture_scorer_ranks_by_taste_times_share_and_fits_in_user_blocks()
     the one-fit phi and tastes (test_recommend's block test runs the whole ranking with this form)."""
     from genre_lib.lake.user_blocks import block_of
 
-    cfg = load_config(None, ["recommend.genre_scorer=mixture", "recommend.weights.genre=1"])
+    cfg = load_config(None, ["recommend.genre.scorer=mixture", "recommend.weights.genre=1"])
     rc, gc = cfg.recommend, cfg.genres
     inter, items, scores, emb = tiny_data()
     cat = Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]])
@@ -104,7 +104,7 @@ def test_other_genre_scores_reach_every_form_s_item_side():
     inter = inter[inter["item_id"] != "i05"]  # i05 (Drama): no events, a cold item
     cat = Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]])
     for form in ("mixture", "popularity"):
-        cfg = load_config(None, [f"recommend.genre_scorer={form}"])
+        cfg = load_config(None, [f"recommend.genre.scorer={form}"])
         m = ranker.fit(inter, cat, genre_weights(inter, cat, cfg.genres, None), cfg.recommend, cfg.genres, cfg.clean.rating_max)
         same = ranker.with_item_genres(m, m.item_genre, m.item_has_genre)
         for f in ("genre_phi", "genre_scale"):

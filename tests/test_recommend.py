@@ -54,7 +54,7 @@ def tiny_data(n_users=30, n_items=40, n=500, seed=0):
 
 @pytest.fixture
 def cfg():
-    return load_config(None, ["recommend.top_n=5", "recommend.block_users=7", "recommend.weights.genre=1",
+    return load_config(None, ["recommend.top_n=5", "recommend.execution.block_users=7", "recommend.weights.genre=1",
                               "recommend.weights.content=0.5", "recommend.weights.cf=2", "recommend.weights.popularity=0.3"])
 
 
@@ -70,7 +70,7 @@ def test_genre_weights_follow_the_seed_formula(cfg):
                           "ts": pd.Timestamp("2026-11-01", tz="UTC")})
     items = pd.DataFrame({"item_id": ["x", "y", "z"], "title": "t", "genres": [["Action"], ["Action", "Drama"], []]})
     scores = pd.DataFrame({"item_id": ["x", "y", "y"], "genre": ["Action", "Action", "Drama"], "probability": [1.0, 1.0, 1.0]})
-    cfg = load_config(None, ["recommend.gamma=0.25", "genres.multi_genre=split"])
+    cfg = load_config(None, ["recommend.genre.gamma=0.25", "genres.multi_genre=split"])
     model = fit(inter, Catalogue(items=items, item_genre_scores=scores), cfg)
     # f(a, Action) = 1 + 1/2, f(a, Drama) = 1/2 (z has no genres) -> w = 0.75, 0.25
     assert model.genres == ["Action", "Drama"]
@@ -162,16 +162,16 @@ def test_recommendations_table_and_reasons(fitted, cfg):
 
 def test_pseudonyms_are_keyed_and_stable(monkeypatch, fitted, cfg):
     model, _ = fitted
-    rc = cfg.recommend.model_copy(update={"pseudonymize_users": True})
+    rc = cfg.recommend.model_copy(update={"privacy": cfg.recommend.privacy.model_copy(update={"pseudonymize_users": True})})
     top = blend.recommend(model, rc.weights, 3, 7)
-    monkeypatch.delenv(rc.pseudonym_key_env, raising=False)
-    with pytest.raises(RuntimeError, match=rc.pseudonym_key_env):
+    monkeypatch.delenv(rc.privacy.pseudonym_key_env, raising=False)
+    with pytest.raises(RuntimeError, match=rc.privacy.pseudonym_key_env):
         blend.recommendations_frame(model, top, rc)
-    monkeypatch.setenv(rc.pseudonym_key_env, "k1")
+    monkeypatch.setenv(rc.privacy.pseudonym_key_env, "k1")
     a = blend.recommendations_frame(model, top, rc)["user_id"]
     assert not set(a) & set(model.user_ids) and a.str.len().eq(32).all()
-    assert (pseudonymize(["u01"], rc.pseudonym_key_env) == pseudonymize(["u01"], rc.pseudonym_key_env)).all()
-    monkeypatch.setenv(rc.pseudonym_key_env, "k2")
+    assert (pseudonymize(["u01"], rc.privacy.pseudonym_key_env) == pseudonymize(["u01"], rc.privacy.pseudonym_key_env)).all()
+    monkeypatch.setenv(rc.privacy.pseudonym_key_env, "k2")
     assert not set(blend.recommendations_frame(model, top, rc)["user_id"]) & set(a)
 
 
@@ -197,7 +197,7 @@ def test_cf_learns_co_occurrence():
     rows = [(f"u{u}", f"a{j}") for u in range(20) for j in range(5) if (u + j) % 5] + \
            [(f"v{u}", f"b{j}") for u in range(20) for j in range(5) if (u + j) % 5]
     inter = pd.DataFrame(rows, columns=["user_id", "item_id"])
-    cfg = load_config(None, ["recommend.cf_reg=1"])
+    cfg = load_config(None, ["recommend.cf.reg=1"])
     model = fit(inter, Catalogue(), cfg)
     top = blend.recommend(model, {"cf": 1.0}, 1, 16)
     got = model.item_ids[top.items]
@@ -219,7 +219,7 @@ def test_item_knn_is_the_cosine_top_k_and_scores_every_item_past_cf_max_items():
 
     inter, items, scores, emb = tiny_data()
     cat = Catalogue(items=items, item_genre_scores=scores[["item_id", "genre", "probability"]], embeddings=emb)
-    big = fit(inter, cat, load_config(None, ["recommend.cf_max_items=10"]))  # 40 items with interactions > 10
+    big = fit(inter, cat, load_config(None, ["recommend.cf.max_items=10"]))  # 40 items with interactions > 10
     assert big.ease is None and big.knn is not None and len(big.ease_items) > 10
     top = blend.recommend(big, {"cf": 1.0}, 5, 7)
     assert len(np.unique(top.items)) > 10  # cf reaches past the 10 most popular items
@@ -237,13 +237,13 @@ def test_cf_recency_weights_the_latest_items():
     # in the model: the recency only changes x_u, not B; off by default
     inter2, items, scores, emb = tiny_data()
     plain = fit(inter2, Catalogue(), load_config(None, []))
-    recent = fit(inter2, Catalogue(), load_config(None, ["recommend.cf_recency_half_life=2"]))
+    recent = fit(inter2, Catalogue(), load_config(None, ["recommend.cf.recency_half_life=2"]))
     assert plain.cf_input is None and recent.cf_input.nnz == plain.seen.nnz
     np.testing.assert_array_equal(plain.ease, recent.ease)
     rows = np.arange(5)
     assert not torch.allclose(blend.component_block(plain, "cf", rows), blend.component_block(recent, "cf", rows))
     with pytest.raises(Exception):
-        load_config(None, ["recommend.cf_recency_half_life=0"])
+        load_config(None, ["recommend.cf.recency_half_life=0"])
 
 
 def test_cf_rating_power_weights_input_and_fit():
@@ -255,16 +255,16 @@ def test_cf_rating_power_weights_input_and_fit():
     # in the model: B is fit on the weighted matrix and x_u reads it; recency multiplies on top
     inter2, items, scores, emb = tiny_data()
     plain = fit(inter2, Catalogue(), load_config(None, []))
-    rated = fit(inter2, Catalogue(), load_config(None, ["recommend.cf_rating_power=1"]))
-    both = fit(inter2, Catalogue(), load_config(None, ["recommend.cf_rating_power=1",
-                                                                "recommend.cf_recency_half_life=2"]))
+    rated = fit(inter2, Catalogue(), load_config(None, ["recommend.cf.rating_power=1"]))
+    both = fit(inter2, Catalogue(), load_config(None, ["recommend.cf.rating_power=1",
+                                                                "recommend.cf.recency_half_life=2"]))
     assert plain.cf_rating is None and rated.cf_input is rated.cf_rating
     assert not np.allclose(plain.ease, rated.ease)
     np.testing.assert_array_equal(rated.ease, both.ease)
     assert (both.cf_input.toarray() <= rated.cf_input.toarray() + 1e-7).all()
     assert (both.cf_input != rated.cf_input).nnz > 0
     with pytest.raises(Exception):
-        load_config(None, ["recommend.cf_rating_power=-1"])
+        load_config(None, ["recommend.cf.rating_power=-1"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,7 +309,7 @@ def test_recommend_and_evaluate_jobs(tmp_path):
     assert len(got) == len(sample) > 20 and got["expect"].nunique() > 3
     np.testing.assert_allclose(got["genre_r"], got["expect"], rtol=0, atol=1e-9)
     assert table["reason"].str.len().gt(0).all()
-    with open(f"{lake.partition('evaluation', ds)}/metrics.json") as f:
+    with open(lake.files("evaluation", ds)[0]) as f:
         payload = json.load(f)
     assert payload["primary"] == "blend"
     assert {"blend", "genre", "content", "cf", "popularity", "blend-cf"} <= set(payload["models"])
@@ -359,9 +359,9 @@ def test_cold_items_protocol_ranks_only_held_out_items():
     assert models["genre-labels"]["ndcg@5"] > models["random"]["ndcg@5"]
 
 
-@pytest.mark.parametrize("sets", [[], ["recommend.cf_max_items=10"], ["recommend.genre_scorer=popularity"],
-                                  ["recommend.genre_scorer=mixture"],
-                                  ["recommend.cf_rating_power=1", "recommend.cf_recency_half_life=3"]])
+@pytest.mark.parametrize("sets", [[], ["recommend.cf.max_items=10"], ["recommend.genre.scorer=popularity"],
+                                  ["recommend.genre.scorer=mixture"],
+                                  ["recommend.cf.rating_power=1", "recommend.cf.recency_half_life=3"]])
 def test_fit_in_user_blocks_equals_one_fit(sets):
     """fit_items over user blocks, then fit_users per block: each user's scores and list as one fit on
     everything gives (EASE, the kNN past cf_max_items, rating and recency inputs, the genre forms)."""
@@ -378,7 +378,7 @@ def test_fit_in_user_blocks_equals_one_fit(sets):
     parts = [inter[block == b] for b in range(3)]
     assert all(len(p) for p in parts)
     side = ranker.fit_items(lambda: iter(parts), cat, rc, cfg.clean.rating_max)
-    assert side.n_users == 0 and (side.knn is not None) == bool(sets and "cf_max_items" in sets[0])
+    assert side.n_users == 0 and (side.knn is not None) == bool(sets and "cf.max_items" in sets[0])
     np.testing.assert_array_equal(side.popularity, whole.popularity)
     np.testing.assert_array_equal(side.item_users, np.asarray(whole.seen.sum(0)).ravel())
     for b, part in enumerate(parts):

@@ -176,7 +176,7 @@ def test_recommend_stage_off_is_the_blend_and_on_logs_the_model(data, tmp_path, 
     off = lake.read_pandas("recommendations", ds)
     history = lake.read_pandas("interactions_clean", ds)
     model = ranker.fit(history, Catalogue.from_lake(lake, ds), weights, base.recommend, base.genres, 5.0)
-    plain = blend.recommendations_frame(model, blend.recommend(model, base.recommend.weights, 5, base.recommend.block_users),
+    plain = blend.recommendations_frame(model, blend.recommend(model, base.recommend.weights, 5, base.recommend.execution.block_users),
                                       base.recommend)
     pd.testing.assert_frame_equal(off[plain.columns].reset_index(drop=True), plain.reset_index(drop=True),
                                   check_dtype=False)

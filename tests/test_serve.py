@@ -335,7 +335,7 @@ def test_pseudonymised_night_is_served_by_raw_id(env, monkeypatch):
     monkeypatch.setenv("GENRE_PSEUDONYM_KEY", "k1")
     raw = [f"u{u:03d}" for u in range(30)]
     df = night(env.lake, D1, seed=3, user_ids=list(pseudonymize(raw, "GENRE_PSEUDONYM_KEY")))
-    assert env.run(D1, "run-1", "recommend.pseudonymize_users=true")["published"] == 1
+    assert env.run(D1, "run-1", "recommend.privacy.pseudonymize_users=true")["published"] == 1
     c = env.client()
     body = c.get("/v1/users/u004/recommendations").json()
     hashed = pseudonymize(["u004"], "GENRE_PSEUDONYM_KEY")[0]
@@ -360,7 +360,7 @@ def test_bad_night_is_not_published_and_the_previous_one_stays_served(env):
     body = env.client().get("/v1/users/u001/recommendations").json()
     assert (body["ds"], body["run_id"]) == (D1, "run-1")
     assert [(i["item_id"], i["rank"], i["reason"]) for i in body["items"]] == user_rows(good, "u001", 10)
-    with open(env.lake.partition("publish_log", D2) + "/decision.json") as f:
+    with open(env.lake.files("publish_log", D2)[0]) as f:
         logged = json.load(f)
     assert logged["decision"]["publish"] is False and logged["result"]["published"] == 0
     assert D2 in env.lake.committed("publish_log")

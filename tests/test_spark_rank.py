@@ -1,4 +1,4 @@
-"""recommend.engine=spark ranks the same items in the same order as the local engine (scores to
+"""recommend.execution.engine=spark ranks the same items in the same order as the local engine (scores to
 1e-5), through the lake's commit protocol, with A/B arms too; the model artifact is removed after
 the commit; the re-ranker is refused with the spark engine by name."""
 import datetime as dt
@@ -35,12 +35,12 @@ def ranked(cfg, spark) -> pd.DataFrame:
 @pytest.mark.parametrize("ab", [False, True])
 def test_spark_engine_equals_local(tmp_path, spark, ab, monkeypatch):
     night(tmp_path / "lake")
-    sets = [f"lake.root={tmp_path}/lake", "recommend.block_users=7"]  # several blocks, a ragged last one
+    sets = [f"lake.root={tmp_path}/lake", "recommend.execution.block_users=7"]  # several blocks, a ragged last one
     if ab:
         sets += ["ab.salt=s", "ab.variants=[{name: a, share: 0.5}, {name: b, share: 0.5, "
-                              "overrides: {recommend.cf_reg: 50, recommend.weights.genre: 2}}]"]
+                              "overrides: {recommend.cf.reg: 50, recommend.weights.genre: 2}}]"]
     local = ranked(load_config("configs/default.yaml", sets), spark)
-    remote = ranked(load_config("configs/default.yaml", [*sets, "recommend.engine=spark"]), spark)
+    remote = ranked(load_config("configs/default.yaml", [*sets, "recommend.execution.engine=spark"]), spark)
     assert len(local) > 0 and local["user_id"].nunique() == 40
     text = ["user_id", "rank", "item_id", "reason", "variant"]
     pd.testing.assert_frame_equal(remote[text], local[text])
@@ -56,8 +56,8 @@ def test_spark_engine_equals_local(tmp_path, spark, ab, monkeypatch):
     monkeypatch.setattr(recommend, "fit_users", lambda items, df, *a: fitted.append(set(df["user_id"])) or fit_users(items, df, *a))
     for engine in ("local", "spark"):
         fitted.clear()
-        got = ranked(load_config("configs/default.yaml", [*sets, "recommend.user_block_rows=500",
-                                                          f"recommend.engine={engine}"]), spark)
+        got = ranked(load_config("configs/default.yaml", [*sets, "recommend.execution.user_block_rows=500",
+                                                          f"recommend.execution.engine={engine}"]), spark)
         pd.testing.assert_frame_equal(got[text], local[text])
         np.testing.assert_allclose(got[floats].to_numpy(float), local[floats].to_numpy(float), rtol=1e-5, atol=1e-5)
         blocks = list({frozenset(u) for u in fitted})  # an A/B refit fits a block's users again
@@ -72,8 +72,8 @@ def test_evaluate_spark_engine_equals_local(tmp_path, spark):
     from genre_lib.lake.catalogue import Catalogue
 
     night(tmp_path / "lake")
-    cfg = load_config("configs/default.yaml", [f"lake.root={tmp_path}/lake", "recommend.block_users=7",
-                                               "recommend.engine=spark"])
+    cfg = load_config("configs/default.yaml", [f"lake.root={tmp_path}/lake", "recommend.execution.block_users=7",
+                                               "recommend.execution.engine=spark"])
     lake = Lake(cfg.lake_root)
     history, catalogue = read_history_pandas(lake, D), Catalogue.from_lake(lake, D)
     run_date = dt.date.fromisoformat(D)
@@ -110,7 +110,7 @@ def test_evaluate_in_user_blocks_equals_one_block(tmp_path, spark):
     from genre_lib.stages import evaluate
 
     night(tmp_path / "lake")
-    cfg = load_config("configs/default.yaml", [f"lake.root={tmp_path}/lake", "recommend.user_block_rows=500",
+    cfg = load_config("configs/default.yaml", [f"lake.root={tmp_path}/lake", "recommend.execution.user_block_rows=500",
                                                "genres.shrinkage=5", "mlflow.experiment=blocks"])
     assert cfg.eval.protocol == "temporal" and cfg.genres.shrinkage > 0  # the shrinkage prior summed over blocks
     lake = Lake(cfg.lake_root)
@@ -120,7 +120,7 @@ def test_evaluate_in_user_blocks_equals_one_block(tmp_path, spark):
 
     with mlflow.start_run():  # the stage logs to the job's run (jobrun.py opens it)
         evaluate.run(JobContext.of("evaluate", cfg, D, "test", spark))
-    with open(f"{lake.partition('evaluation', D)}/metrics.json") as f:
+    with open(lake.files("evaluation", D)[0]) as f:
         blocked = json.load(f)
     assert blocked["user_blocks"] == 3 and "user_blocks" not in one
     assert (blocked["train_rows"], blocked["test_rows"]) == (one["train_rows"], one["test_rows"])
@@ -131,5 +131,5 @@ def test_evaluate_in_user_blocks_equals_one_block(tmp_path, spark):
 
 
 def test_spark_engine_refuses_the_reranker():
-    with pytest.raises(ConfigError, match="recommend.engine: spark"):
-        load_config("configs/default.yaml", ["recommend.engine=spark", "rerank.enabled=on"])
+    with pytest.raises(ConfigError, match="recommend.execution.engine: spark"):
+        load_config("configs/default.yaml", ["recommend.execution.engine=spark", "rerank.enabled=on"])

@@ -1,10 +1,9 @@
 """The two Spark stages run unchanged on a Spark standalone cluster: a real master and worker (two
 more JVMs on this machine), the jobs launched by `spark-submit --master spark://...` exactly as the
 README shows, executors in their own JVM writing the lake; their tables equal the local-mode ones.
-The recommend and evaluate stages with `recommend.engine=spark` rank on those executors and equal the
+The recommend and evaluate stages with `recommend.execution.engine=spark` rank on those executors and equal the
 local engine."""
 import datetime as dt
-import json
 import os
 import subprocess
 import sys
@@ -77,7 +76,7 @@ def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_pat
 
     run = subprocess.run([str(BIN / "spark-submit"), "--master", url, "--conf", "spark.executor.memory=1g",
                           "jobs/recommend.py", "--run-date", D.isoformat(),
-                          *sets([*on_cluster, "recommend.engine=spark", "recommend.block_users=7"])],
+                          *sets([*on_cluster, "recommend.execution.engine=spark", "recommend.execution.block_users=7"])],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
     assert cluster.apps()["genre-recommend"]["cores"] > 0
@@ -95,7 +94,7 @@ def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_pat
 
     run = subprocess.run([str(BIN / "spark-submit"), "--master", url, "--conf", "spark.executor.memory=1g",
                           "jobs/evaluate.py", "--run-date", D.isoformat(),
-                          *sets([*on_cluster, "recommend.engine=spark", "recommend.block_users=7"])],
+                          *sets([*on_cluster, "recommend.execution.engine=spark", "recommend.execution.block_users=7"])],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
     assert cluster.apps()["genre-evaluate"]["cores"] > 0
@@ -103,7 +102,7 @@ def test_clean_and_genre_weights_on_a_standalone_cluster(cluster, spark, tmp_pat
 
     with mlflow.start_run():  # evaluate logs to MLflow; a run left active would leak into later tests
         evaluate.run(JobContext.of("evaluate", cfg, D, "local", spark))
-    metrics = lambda lake: json.loads(Path(lake.partition("evaluation", D), "metrics.json").read_text())  # noqa: E731
+    metrics = lambda lake: lake.read_json("evaluation", D, "metrics.json")  # noqa: E731
     a, b = metrics(remote)["models"], metrics(local)["models"]
     assert set(a) == set(b) and b["blend"]["users"] > 0
     for name in b:

@@ -67,13 +67,13 @@ def test_bad_tuning_parameters_refused_by_name(override, field):
 
 
 @pytest.mark.parametrize("space, message", [
-    ({"recommend.cf_reg": {"low": 10, "hgih": 20}}, r"tuning\.space\.recommend\.cf_reg\.hgih: unknown key"),
-    ({"recommend.cf_reg": {"low": 20, "high": 20}}, r"recommend\.cf_reg: empty range"),
+    ({"recommend.cf.reg": {"low": 10, "hgih": 20}}, r"tuning\.space\.recommend\.cf\.reg\.hgih: unknown key"),
+    ({"recommend.cf.reg": {"low": 20, "high": 20}}, r"recommend\.cf\.reg: empty range"),
     ({"recommend.cf_nope": {"low": 1, "high": 2}}, r"recommend\.cf_nope: no such key in the config"),
     ({"lake.root": {"choices": ["a", "b"]}}, r"lake\.root: not tunable"),
-    ({"recommend.cf_dropout": {"low": 0.1, "high": 1.5}}, r"recommend\.cf_dropout: 1\.5 is not a valid value"),
-    ({"recommend.genre_scorer": {"choices": []}}, r"recommend\.genre_scorer: empty choices"),
-    ({"recommend.cf_reg": {"low": 0, "high": 10, "log": True}}, r"recommend\.cf_reg: log scale needs low > 0"),
+    ({"recommend.cf.dropout": {"low": 0.1, "high": 1.5}}, r"recommend\.cf\.dropout: 1\.5 is not a valid value"),
+    ({"recommend.genre.scorer": {"choices": []}}, r"recommend\.genre\.scorer: empty choices"),
+    ({"recommend.cf.reg": {"low": 0, "high": 10, "log": True}}, r"recommend\.cf\.reg: log scale needs low > 0"),
 ])
 def test_bad_search_space_refused_by_name(tmp_path, space, message):
     profile = tmp_path / "p.yaml"
@@ -122,7 +122,7 @@ def test_study_resumes_under_one_parent_and_promotes(tmp_path, mlflow_uri, monke
     assert len(promoted) == 1 and p.data.tags["promoted"].endswith(promoted[0].name)
     best = json.loads(_artifact(p, "summary.json"))["best_params"]
     cfg = load_config(str(promoted[0]))
-    assert cfg.recommend.cf_reg == pytest.approx(best["recommend.cf_reg"])
+    assert cfg.recommend.cf.reg == pytest.approx(best["recommend.cf.reg"])
     assert cfg.genres.shrinkage == pytest.approx(best["genres.shrinkage"])
     assert "recommend:" in _artifact(p, "best_profile.yaml") and "+" in _artifact(p, "best_profile.diff")
 
@@ -149,7 +149,7 @@ def test_airflow_dags_test_genre_tuning(tmp_path):
     assert len(parents) == 1 and len(trials) == 8
     assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parents[0].info.run_id}
     assert parents[0].data.tags["airflow_run_id"].startswith("manual__")
-    assert "cf_reg" in _artifact(parents[0], "best_profile.yaml")
+    assert "reg" in yaml.safe_load(_artifact(parents[0], "best_profile.yaml"))["recommend"]["cf"]
 
 
 @pytest.fixture(scope="module")

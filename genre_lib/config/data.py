@@ -76,7 +76,7 @@ class CleanConfig(_Section):
     rating_min: float = Field(0.5, description="Lowest valid rating; a rating below it is quarantined "
                               "(rating_out_of_range).")
     rating_max: float = Field(5.0, description="Highest valid rating (quarantined above it), and the top of the "
-                              "scale the ranker divides ratings by (content profile, recommend.cf_rating_power).")
+                              "scale the ranker divides ratings by (content profile, recommend.cf.rating_power).")
     events: list[str] = Field(["view", "click", "rate", "purchase"], description="Accepted event types (compared "
                               "lower-cased and trimmed); any other event is quarantined as unknown_event.")
     catch_up: bool = Field(True, description="Also clean every earlier raw day folder that has no committed "

@@ -50,7 +50,7 @@ class EvalConfig(_Section):
 # and as keys of metrics.json's variants_ab beside "difference", hence the restricted spelling.
 AB_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 # These would mix pseudonymised and raw ids in one table, so they can't differ between variants.
-AB_FIXED = ("recommend.pseudonymize_users", "recommend.pseudonym_key_env")
+AB_FIXED = ("recommend.privacy.pseudonymize_users", "recommend.privacy.pseudonym_key_env")
 
 
 class AbVariant(_Section):
@@ -58,8 +58,8 @@ class AbVariant(_Section):
                       "recommendations' variant column and the MLflow metric keys ab.<name>.*.")
     share: float = Field(gt=0, le=1, description="Share of the users assigned to this variant.")
     overrides: dict[str, Any] = Field({}, description="Dotted recommend.* key -> value, applied like --set key=value "
-                                      "for this variant's users (not recommend.pseudonymize_users or "
-                                      "recommend.pseudonym_key_env).")
+                                      "for this variant's users (not recommend.privacy.pseudonymize_users or "
+                                      "recommend.privacy.pseudonym_key_env).")
 
     @field_validator("name")
     @classmethod
@@ -97,9 +97,10 @@ class AbConfig(_Section):
             raise ValueError(f"variants: shares must sum to 1, got {total:.6g} ({dict(zip(names, (v.share for v in self.variants)))})")
         for v in self.variants:
             for key in v.overrides:
-                if not key.startswith("recommend.") or key in AB_FIXED:
+                fixed = any(f == key or f.startswith(key + ".") for f in AB_FIXED)  # or their section
+                if not key.startswith("recommend.") or fixed:
                     raise ValueError(f"variants[{v.name}].overrides.{key}: only recommend.* keys may differ "
-                                     f"between variants{' (not ' + ', '.join(AB_FIXED) + ')' if key in AB_FIXED else ''}")
+                                     f"between variants{' (not ' + ', '.join(AB_FIXED) + ')' if fixed else ''}")
         return self
 
 
@@ -110,10 +111,10 @@ DEFAULT_SPACE = {
     "recommend.weights.genre": {"low": 0.01, "high": 30.0, "log": True},
     "recommend.weights.content": {"low": 0.01, "high": 2.0, "log": True},
     "recommend.weights.popularity": {"low": 0.01, "high": 2.0, "log": True},
-    "recommend.cf_reg": {"low": 10.0, "high": 3000.0, "log": True},
-    "recommend.cf_dropout": {"low": 0.0, "high": 0.9},
-    "recommend.cf_rating_power": {"low": 0.0, "high": 2.0},
-    "recommend.genre_scorer": {"choices": ["seed", "share", "popularity", "mixture"]},
+    "recommend.cf.reg": {"low": 10.0, "high": 3000.0, "log": True},
+    "recommend.cf.dropout": {"low": 0.0, "high": 0.9},
+    "recommend.cf.rating_power": {"low": 0.0, "high": 2.0},
+    "recommend.genre.scorer": {"choices": ["seed", "share", "popularity", "mixture"]},
     "genres.half_life_days": {"low": 1.0, "high": 365.0, "log": True},
     "genres.rating_weighted": {"choices": [False, True]},
     "genres.shrinkage": {"low": 0.0, "high": 50.0},

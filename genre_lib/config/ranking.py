@@ -13,11 +13,11 @@ from genre_lib.config.base import _Section
 class RecommendWeights(_Section):
     """Scorers are standardised per user before blending, so these are relative pulls. cf carries the
     ranking; the others break its ties and cover cold items (tuned on ML-100k, both protocols)."""
-    genre: float = Field(0.05, ge=0, description="Weight of the genre scorer (its form: recommend.genre_scorer).")
+    genre: float = Field(0.05, ge=0, description="Weight of the genre scorer (its form: recommend.genre.scorer).")
     content: float = Field(0.05, ge=0, description="Weight of the content scorer: cosine of the item's embedding "
                            "with the user's profile (the weighted mean of their items' embeddings).")
     cf: float = Field(1.0, ge=0, description="Weight of collaborative filtering (EASE/DLAE, or item-kNN above "
-                      "recommend.cf_max_items).")
+                      "recommend.cf.max_items).")
     # hurts on ML-100k once cf is in; kept for other data
     popularity: float = Field(0.0, ge=0, description="Weight of popularity: log(1 + the item's training users).")
 
@@ -29,53 +29,74 @@ class RecommendWeights(_Section):
         return self
 
 
-class RecommendConfig(_Section):
-    top_n: int = Field(20, ge=1, le=1000, description="Recommendations per user written to the recommendations "
-                       "table and served.")
-    weights: RecommendWeights = Field(RecommendWeights(), description="Blend weights of the scorers.")
+class GenreScorerConfig(_Section):
+    """P(i|u) = sum_c P(c|u) P(i|c) with P(c|u) = w_uc; column genre_r of the recommendations holds the
+    seed's R."""
     gamma: float = Field(0.0, ge=0, le=1, description="s(i,c) of an (item, genre) pair that has no score in "
                          "item_genre_scores (an item the classifier did not score).")
-    # genre scorer, as P(i|u) = sum_c P(c|u) P(i|c) with P(c|u) = w_uc. Column genre_r holds the seed's R.
-    genre_scorer: Literal["seed", "share", "popularity", "mixture"] = Field(
+    scorer: Literal["seed", "share", "popularity", "mixture"] = Field(
         "seed", description="Form of the genre scorer P(i|u) = sum_c w_uc P(i|c): seed ranks by the seed's R(u,i) "
         "(P(i|c) ~ s(i,c)); share takes P(i|c) uniform within genre c (a big genre does not crowd out a small one); "
         "popularity takes P(i|c) ~ s(i,c) x (the item's training users + 1); mixture fits the user's taste tau_u "
         "and P(i|c) by EM (genre_lib/ranking/mixture.py).")
-    mixture_passes: int = Field(10, ge=1, le=100, description="genre_scorer mixture: EM passes over all users "
-                                "fitting P(i|c).")
-    mixture_steps: int = Field(5, ge=1, le=100, description="genre_scorer mixture: EM steps per user fitting "
-                               "their taste tau_u.")
-    block_users: int = Field(4096, ge=1, description="Users ranked per matrix product (bounds the ranking's "
-                             "memory); with engine spark, the users of one Spark task.")
-    # item-item autoencoder (EASE family, Steck 2020). Tuned on ML-100k.
-    cf_reg: float = Field(200.0, gt=0, description="L2 penalty lambda of the item-item autoencoder (EASE/DLAE).")
-    cf_dropout: float = Field(0.67, ge=0, lt=1, description="Dropout emphasis p of DLAE: a penalty p/(1-p) x "
-                              "item count on each item; 0 is EASE^R.")
-    cf_recency_half_life: Optional[float] = Field(
+    mixture_passes: int = Field(10, ge=1, le=100, description="recommend.genre.scorer mixture: EM passes over all "
+                                "users fitting P(i|c).")
+    mixture_steps: int = Field(5, ge=1, le=100, description="recommend.genre.scorer mixture: EM steps per user "
+                               "fitting their taste tau_u.")
+
+
+class CfConfig(_Section):
+    """An item-item autoencoder (EASE family, Steck 2020; tuned on ML-100k), or a sparse item-kNN past
+    max_items."""
+    reg: float = Field(200.0, gt=0, description="L2 penalty lambda of the item-item autoencoder (EASE/DLAE).")
+    dropout: float = Field(0.67, ge=0, lt=1, description="Dropout emphasis p of DLAE: a penalty p/(1-p) x "
+                           "item count on each item; 0 is EASE^R.")
+    recency_half_life: Optional[float] = Field(
         None, gt=0, description="Items: the cf input x_u weighs the user's k-th newest item 0.5^(k/h) (the model "
         "is still fit on the binary history); pays off when the next items follow the last ones. null: the "
         "binary history.")
-    cf_rating_power: float = Field(0.0, ge=0, le=2, description="a > 0: the cf model (its fit and x_u) reads "
-                                   "(rating / clean.rating_max) ** a per rated item instead of 1 (an event without "
-                                   "a rating counts 1); 0: binary. Tuned on ML-100k.")
-    cf_max_items: int = Field(20_000, ge=1, description="Most items (with interactions) for EASE, which inverts "
-                              "an items x items Gram matrix; above it cf is a sparse item-kNN (cosine) over every "
-                              "item.")
-    cf_knn_neighbours: int = Field(100, ge=1, description="Neighbours kept per item by the item-kNN cf (above "
-                                   "cf_max_items).")
+    rating_power: float = Field(0.0, ge=0, le=2, description="a > 0: the cf model (its fit and x_u) reads "
+                                "(rating / clean.rating_max) ** a per rated item instead of 1 (an event without "
+                                "a rating counts 1); 0: binary. Tuned on ML-100k.")
+    max_items: int = Field(20_000, ge=1, description="Most items (with interactions) for EASE, which inverts "
+                           "an items x items Gram matrix; above it cf is a sparse item-kNN (cosine) over every "
+                           "item.")
+    knn_neighbours: int = Field(100, ge=1, description="Neighbours kept per item by the item-kNN cf (above "
+                                "recommend.cf.max_items).")
+
+
+class PrivacyConfig(_Section):
+    """HMAC-SHA256 pseudonyms in the recommendations and the read API; neither key may differ between A/B
+    variants."""
     pseudonymize_users: bool = Field(False, description="Write recommendations under pseudonymous user ids "
                                      "(HMAC-SHA256 keyed by the environment variable pseudonym_key_env); the read "
                                      "API hashes request ids alike. The same for every A/B variant.")
     pseudonym_key_env: str = Field("GENRE_PSEUDONYM_KEY", description="Name of the environment variable that "
                                    "holds the pseudonymisation key (read when pseudonymize_users is on, and by "
                                    "the read API).")
+
+
+class ExecutionConfig(_Section):
+    """The engine, and the blocks of users that bound the ranking's memory."""
     engine: Literal["local", "spark"] = Field(
         "local", description="Where the all-user top-N is ranked: local (on the driver) or spark (user blocks "
         "on the executors, the fitted model shipped to them once as a lake artifact; genre_lib/ranking/"
         "spark_rank.py); spark needs rerank.enabled: off.")
+    block_users: int = Field(4096, ge=1, description="Users ranked per matrix product (bounds the ranking's "
+                             "memory); with engine spark, the users of one Spark task.")
     user_block_rows: int = Field(2_000_000, ge=1, description="Interactions per user block: a longer history is "
                                  "spread by a hash of the user id into ceil(rows / user_block_rows) blocks that "
                                  "recommend and evaluate fit and rank one at a time (genre_lib/lake/user_blocks.py).")
+
+
+class RecommendConfig(_Section):
+    top_n: int = Field(20, ge=1, le=1000, description="Recommendations per user written to the recommendations "
+                       "table and served.")
+    weights: RecommendWeights = Field(RecommendWeights(), description="Blend weights of the scorers.")
+    genre: GenreScorerConfig = Field(GenreScorerConfig(), description="The genre scorer: its form and the mixture form's fit.")
+    cf: CfConfig = Field(CfConfig(), description="Collaborative filtering (cf).")
+    privacy: PrivacyConfig = Field(PrivacyConfig(), description="Pseudonymous user ids.")
+    execution: ExecutionConfig = Field(ExecutionConfig(), description="Where the ranking runs.")
 
 
 class RerankConfig(_Section):

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel
 
+from genre_lib.config.moved import MOVED
 from genre_lib.config.settings import PROJECT_ROOT, PipelineConfig
 
 DOC_PATH = PROJECT_ROOT / "docs" / "configuration.md"
@@ -51,8 +52,8 @@ ENV_VARS: dict[str, tuple[EnvVar, ...]] = {
         EnvVar("GENRE_PROGRESS_S", "30", "genre_lib/orchestration/progress.py (every job)",
                "Seconds between progress lines (heartbeat, epochs) in the task log; at least 0.5."),
         EnvVar("GENRE_PSEUDONYM_KEY", "unset", "genre_lib/lake/pseudonym.py (recommend), genre_lib/serve/api.py; "
-               "docker/compose.yaml passes it on", "Key of the user pseudonyms when recommend.pseudonymize_users is "
-               "on: the default of recommend.pseudonym_key_env, which names the variable actually read."),
+               "docker/compose.yaml passes it on", "Key of the user pseudonyms when recommend.privacy.pseudonymize_users "
+               "is on: the default of recommend.privacy.pseudonym_key_env, which names the variable actually read."),
         EnvVar("GENRE_RETRY_DELAY_S", "120", "genre_lib/orchestration/dag_support.py",
                "Seconds before a DAG task's first retry (doubled per retry, at most 30 minutes)."),
         EnvVar("GENRE_SERVE_CONFIG", "unset: the defaults", "genre_lib/serve/api.py (uvicorn --factory); set by "
@@ -64,6 +65,10 @@ ENV_VARS: dict[str, tuple[EnvVar, ...]] = {
         EnvVar("GENRE_TASK_RETRIES", "2", "genre_lib/orchestration/dag_support.py", "Retries of every DAG task."),
         EnvVar("GENRE_TIMEOUT_SCALE", "1", "genre_lib/orchestration/dag_support.py",
                "Factor on every task timeout and on the DAG run timeout, for catalogues far above the profiles'."),
+        EnvVar("GENRE_LAKE_GRACE_S", "3600", "genre_lib/lake/storage.py",
+               "Seconds a superseded partition attempt is kept after its partition's manifest switched to a "
+               "newer one, so that a reader that started before the switch can finish; the fault-injection "
+               "tests set 0."),
         EnvVar("GENRE_TORCH_QUEUE", "unset: the default queue", "genre_lib/orchestration/dag_support.py",
                "Celery queue of the torch stages (embed_texts, train_classifier), e.g. `gpu` where GPU workers "
                "serve it (docker/compose.yaml); read when the DAG file is parsed."),
@@ -275,6 +280,9 @@ def reference() -> str:
             out += ["Checks: " + _cell("; ".join(checks)) + ".", ""]
     whole = [_doc(d.func) for d in PipelineConfig.__pydantic_decorators__.model_validators.values()]
     out += ["## Checks across sections", ""] + [f"- {_cell(c)}" for c in whole] + [""]
+    out += ["## Moved keys", "", "An old key, in a profile, a `--set` override, an A/B variant's overrides or "
+            "`tuning.space`, is refused with a message naming its new place (`genre_lib.config.moved.MOVED`).", ""]
+    out += _table(["old key", "new key"], [[f"`{old}`", f"`{new}`"] for old, new in MOVED.items()]) + [""]
     out += ["## Environment variables", "",
             "Every `GENRE_*` variable the project reads (`genre_lib.config.reference.ENV_VARS`). "
             "`tests/test_config_reference.py` fails when `genre_lib/`, `jobs/`, `dags/`, the Makefile or `docker/` "

@@ -18,6 +18,7 @@ from genre_lib.config.base import ConfigError, _Section  # noqa: F401  (re-expor
 from genre_lib.config.data import CleanConfig, DataConfig, GenresConfig, LakeConfig
 from genre_lib.config.experiments import TUNABLE, AbConfig, AbVariant, EvalConfig, SpaceSpec, TuningConfig  # noqa: F401
 from genre_lib.config.models import ClassifierConfig, EncoderConfig  # noqa: F401
+from genre_lib.config.moved import MOVED, check_key, check_raw, moved_message
 from genre_lib.config.ranking import RecommendConfig, RerankConfig
 from genre_lib.config.runtime import MlflowConfig, PublishConfig, SparkConfig
 
@@ -49,9 +50,10 @@ class PipelineConfig(_Section):
 
     @model_validator(mode="after")
     def _engine_without_reranker(self) -> "PipelineConfig":
-        """recommend.engine: spark ranks the blend only, so it needs rerank.enabled: off."""
-        if self.recommend.engine == "spark" and self.rerank.enabled != "off":
-            raise ValueError("recommend.engine: spark ranks the blend only; set rerank.enabled: off, or engine: local")
+        """recommend.execution.engine: spark ranks the blend only, so it needs rerank.enabled: off."""
+        if self.recommend.execution.engine == "spark" and self.rerank.enabled != "off":
+            raise ValueError("recommend.execution.engine: spark ranks the blend only; set rerank.enabled: off, "
+                             "or recommend.execution.engine: local")
         return self
 
     @model_validator(mode="after")
@@ -112,6 +114,8 @@ def config_field(dotted: str):
     """The pydantic FieldInfo of a leaf `section.key[.key]` of PipelineConfig; ValueError naming
     the first part that does not exist or is a section."""
     model, info = PipelineConfig, None
+    if dotted in MOVED:
+        raise ValueError(f"tuning.space.{moved_message(dotted)}")
     parts = dotted.split(".")
     for i, part in enumerate(parts):
         fields = getattr(model, "model_fields", None) if isinstance(model, type) else None
@@ -153,6 +157,7 @@ def _apply_override(raw: dict, item: str) -> None:
     if "=" not in item:
         raise ConfigError(f"override {item!r}: expected dotted.key=value")
     key, value = item.split("=", 1)
+    check_key(key.strip())
     parts = key.strip().split(".")
     node = raw
     model = PipelineConfig
@@ -189,6 +194,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def _validate(raw: dict) -> PipelineConfig:
+    check_raw(raw)
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as e:

@@ -52,7 +52,7 @@ def per_variant(train: pd.DataFrame, test: pd.DataFrame, cfg, fit: Fit, model=No
             recs = rerank.evaluation_rank({"rerank": second}, m, train, arm.rows, arm_cfg)["rerank"]
         else:
             cands = None if cold is None else np.flatnonzero(pd.Index(m.item_ids).isin(set(cold)))
-            top = blend.recommend(m, arm.rc.weights, k, arm.rc.block_users, users=arm.rows, candidates=cands)
+            top = blend.recommend(m, arm.rc.weights, k, arm.rc.execution.block_users, users=arm.rows, candidates=cands)
             recs = top.frame(m)
         out.append((arm.name, arm.share, per_user_metrics(test, recs, k)[cols]))
     return out

@@ -72,7 +72,7 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
     (the genre scorer given the cold items' true labels: the classifier's ceiling).
 
     `rank_remote(model, variants, users, candidates, k) -> (Spark frame of (variant, user_id, item_id,
-    rank), done)` ranks the variants elsewhere (recommend.engine=spark: `spark_variants`)."""
+    rank), done)` ranks the variants elsewhere (recommend.execution.engine=spark: `spark_variants`)."""
     ec, k, rc, gc = cfg.eval, cfg.eval.k, cfg.recommend, cfg.genres
     if blocks.n > 1 and run_date is None:
         raise ValueError("evaluate in blocks needs the run date (the genre weights' decay anchor)")
@@ -147,17 +147,17 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
             keep("truth", test[["user_id", "item_id"]], b)
             ranked = {}
             plain = {n: w for n, w in variants.items() if n not in rankers and n not in ("genre-labels", "random")}
-            if rank_remote is not None:  # recommend.engine=spark: the variants ranked on the executors
+            if rank_remote is not None:  # recommend.execution.engine=spark: the variants ranked on the executors
                 frame, done = rank_remote(model, plain, users, candidates, k)
                 remote.append(frame)
                 dones.append(done)
             else:
                 ranked = {name: (model, top) for name, top in blend.recommend_many(
-                    model, plain, k, rc.block_users, users=users, candidates=candidates).items()}
+                    model, plain, k, rc.execution.block_users, users=users, candidates=candidates).items()}
             if "genre-labels" in variants:
-                s, has, _ = ranker.item_genre_matrix(labels, model.item_ids, rc.gamma, model.genres)
+                s, has, _ = ranker.item_genre_matrix(labels, model.item_ids, rc.genre.gamma, model.genres)
                 truth = ranker.with_item_genres(model, s, has)
-                ranked["genre-labels"] = (truth, blend.recommend(truth, {"genre": 1.0}, k, rc.block_users,
+                ranked["genre-labels"] = (truth, blend.recommend(truth, {"genre": 1.0}, k, rc.execution.block_users,
                                                                users=users, candidates=candidates))
             if "random" in variants:
                 keep("variant-random", random_recs(model.user_ids[users], model.item_ids[candidates], k,

@@ -1,5 +1,5 @@
 """evaluate's scratch space in the lake, and the ranking of evaluation variants on Spark executors
-(recommend.engine=spark)."""
+(recommend.execution.engine=spark)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -14,13 +14,13 @@ RANKED = "variant string, user_id string, item_id string, rank int"
 
 def rank_variants(variants: dict, k: int, candidates, model, rc, _name, users: np.ndarray) -> pd.DataFrame:
     """One block of test users ranked under every variant (RANKED rows): what the executors run."""
-    tops = blend.recommend_many(model, variants, k, rc.block_users, users=users, candidates=candidates)
+    tops = blend.recommend_many(model, variants, k, rc.execution.block_users, users=users, candidates=candidates)
     return pd.concat([blend.ranked_frame(model, t.users, t.items, t.rank.astype("int32")).assign(variant=v)[
         ["variant", "user_id", "item_id", "rank"]] for v, t in tops.items()], ignore_index=True)
 
 
 def spark_variants(ctx) -> Callable:
-    """evaluate's `rank_remote` for recommend.engine=spark: the refit model goes to the executors as
+    """evaluate's `rank_remote` for recommend.execution.engine=spark: the refit model goes to the executors as
     the recommend stage's does (spark_rank.py), every variant's top k comes back as one frame,
     materialised once in the lake's scratch space and removed by `done`."""
     from functools import partial

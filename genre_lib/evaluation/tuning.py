@@ -120,7 +120,7 @@ def score(train: pd.DataFrame, truth: pd.DataFrame, problem: Problem, cfg: Pipel
     steps = [np.sort(rng.permutation(users)[:max(1, len(users) // 2)]), users] if stop else [users]
     out = []
     for rows in steps:
-        top = blend.recommend(model, cfg.recommend.weights, k, cfg.recommend.block_users, users=rows)
+        top = blend.recommend(model, cfg.recommend.weights, k, cfg.recommend.execution.block_users, users=rows)
         out.append(ranking_metrics(truth[truth["user_id"].isin(set(model.user_ids[rows]))], top.frame(model), k))
         if stop and len(out) == 1 and stop(out[0]):
             break

@@ -1,13 +1,20 @@
-"""Where the contract's tables live: Parquet at <lake.root>/<table>/ds=YYYY-MM-DD/.
+"""Where the contract's tables live: Parquet at <lake.root>/<table>/ds=YYYY-MM-DD/, on a local disk
+or an object store alike.
 
-A partition becomes visible only when complete: writers fill `_tmp-ds=D-<token>/`, write the
-`_SUCCESS` manifest into it, then swap it in by rename. Readers list only `ds=` folders that carry
-`_SUCCESS`, so a crashed writer leaves at worst an ignored temp folder, never a half table.
+A partition commits by one small object written last, never by renaming folders (object stores have no
+folder rename): each attempt writes its files under its own prefix `ds=D/_attempt-<utc>-<id>/`, then
+the manifest `ds=D/_SUCCESS` (row count, schema version, run id, config hash, and the attempt and its
+files) is written in one atomic step: a PUT on an object store, a file renamed over the old one on a
+disk. Readers, pandas and Spark alike, read exactly the files the manifest names, so they see the old
+partition or the new one, never a mix, never nothing. A superseded attempt is removed by `vacuum` once
+GRACE_S has passed since the switch, so a reader that started before it can still finish.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
+import logging
 import hashlib
 import json
 import os
@@ -27,6 +34,11 @@ import pyarrow.parquet as pq
 from genre_lib.lake.tables import TABLES, schema
 
 SUCCESS = "_SUCCESS"
+ATTEMPT = "_attempt-"
+# a superseded attempt stays this long after the switch, for readers that began before it
+GRACE_S = float(os.environ.get("GENRE_LAKE_GRACE_S", "3600"))
+
+log = logging.getLogger("genre.lake")
 
 
 def _fault_point(name: str) -> None:
@@ -63,27 +75,42 @@ def recording_reads() -> Iterator[list[PartitionRead]]:
         _reads = outer
 
 
+@functools.lru_cache(maxsize=16)
+def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in root:
+        return pafs.FileSystem.from_uri(pyarrow_uri(root))
+    return pafs.LocalFileSystem(), root
+
+
+def pyarrow_uri(uri: str) -> str:
+    """Hadoop's s3a:// (what Spark reads) as pyarrow's s3://: the one place the two schemes meet."""
+    return "s3://" + uri[len("s3a://"):] if uri.startswith("s3a://") else uri
+
+
+def spark_uri(uri: str) -> str:
+    """pyarrow's s3:// as Hadoop's s3a:// (Spark's S3 connector, hadoop-aws)."""
+    return "s3a://" + uri[len("s3://"):] if uri.startswith("s3://") else uri
+
+
+def _utc(stamp: str) -> float:
+    return dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc).timestamp()
+
+
 @dataclass(frozen=True)
 class Lake:
-    """A lake root on any filesystem pyarrow knows (local path, file://, s3://, hdfs://)."""
+    """A lake root on any filesystem pyarrow knows (local path, file://, s3:// or s3a://, hdfs://)."""
     root: str
 
     @property
-    def _fs(self) -> tuple[pafs.FileSystem, str]:
-        if "://" in self.root:
-            return pafs.FileSystem.from_uri(self.root)
-        return pafs.LocalFileSystem(), self.root
-
-    @property
     def fs(self) -> pafs.FileSystem:
-        return self._fs[0]
+        return _filesystem(self.root)[0]
 
     def path(self, *parts: str) -> str:
-        return "/".join([self._fs[1].rstrip("/"), *parts])
+        return "/".join([_filesystem(self.root)[1].rstrip("/"), *parts])
 
     def uri(self, *parts: str) -> str:
-        """Path in the form Spark expects (the URI scheme kept)."""
-        return "/".join([self.root.rstrip("/"), *parts])
+        """Path in the form Spark expects (the URI scheme kept, s3:// as s3a://)."""
+        return "/".join([spark_uri(self.root).rstrip("/"), *parts])
 
     def partition(self, table: str, ds: dt.date | str) -> str:
         return self.path(table, f"ds={ds}")
@@ -91,44 +118,49 @@ class Lake:
     # --- reading -------------------------------------------------------------------------------
     def committed(self, table: str) -> list[str]:
         """Dates (YYYY-MM-DD) of the committed partitions of a table, sorted."""
-        sel = pafs.FileSelector(self.path(table), allow_not_found=True)
-        infos = self.fs.get_file_info(sel)
-        if self._recover(table, infos):
-            infos = self.fs.get_file_info(sel)
         out = []
-        for info in infos:
-            name = info.base_name
-            if info.type == pafs.FileType.Directory and name.startswith("ds="):
+        for info in self.fs.get_file_info(pafs.FileSelector(self.path(table), allow_not_found=True)):
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("ds="):
                 if self.fs.get_file_info(f"{info.path}/{SUCCESS}").type == pafs.FileType.File:
-                    out.append(name[3:])
+                    out.append(info.base_name[3:])
         return sorted(out)
-
-    def _recover(self, table: str, infos: list) -> bool:
-        """Undo a commit that died between moving the old partition aside and moving the new one
-        in: the old one goes back, so readers keep last night's data until a rerun replaces it."""
-        names = {i.base_name for i in infos}
-        restored = False
-        for info in infos:
-            if info.base_name.startswith("_old-ds="):
-                ds = info.base_name[len("_old-ds="):][:10]
-                if f"ds={ds}" not in names:
-                    self.fs.move(info.path, self.partition(table, ds))
-                    names.add(f"ds={ds}")
-                    restored = True
-        return restored
 
     def latest(self, table: str, on_or_before: dt.date | str) -> Optional[str]:
         dates = [d for d in self.committed(table) if d <= str(on_or_before)]
         return dates[-1] if dates else None
 
-    def manifest(self, table: str, ds: dt.date | str) -> dict:
+    def _manifest_bytes(self, table: str, ds: dt.date | str) -> bytes:
         with self.fs.open_input_stream(f"{self.partition(table, ds)}/{SUCCESS}") as f:
-            return json.loads(f.read())
+            return f.read()
+
+    def manifest(self, table: str, ds: dt.date | str) -> dict:
+        return json.loads(self._manifest_bytes(table, ds))
 
     def require(self, table: str, ds: dt.date | str) -> str:
         if str(ds) not in self.committed(table):
             raise FileNotFoundError(f"table {table} has no committed partition ds={ds} under {self.root}")
         return self.partition(table, ds)
+
+    def files(self, table: str, ds: dt.date | str, manifest: Optional[dict] = None) -> list[str]:
+        """The files of a committed partition: those its manifest names; for a partition committed
+        before manifests named their files, the data files of its folder."""
+        man = self.manifest(table, ds) if manifest is None else manifest
+        part = self.partition(table, ds)
+        if "files" in man:
+            return [f"{part}/{man['attempt']}/{name}" for name in man["files"]]
+        return sorted(i.path for i in self.fs.get_file_info(pafs.FileSelector(part))
+                      if i.type == pafs.FileType.File and not i.base_name.startswith(("_", ".")))
+
+    def read_json(self, table: str, ds: dt.date | str, name: str) -> dict:
+        """A committed JSON document (metrics.json of evaluation, decision.json of publish_log)."""
+        self.require(table, ds)
+        raw = self._manifest_bytes(table, ds)
+        found = [f for f in self.files(table, ds, json.loads(raw)) if f.rsplit("/", 1)[-1] == name]
+        if not found:
+            raise FileNotFoundError(f"{table} ds={ds} has no {name} under {self.root}")
+        self._record_read(table, ds, raw)
+        with self.fs.open_input_stream(found[0]) as f:
+            return json.loads(f.read())
 
     def read_pandas(self, table: str, ds: dt.date | str, columns: Optional[list[str]] = None,
                     users: Optional[Iterable[str]] = None) -> pd.DataFrame:
@@ -142,22 +174,26 @@ class Lake:
         return self._dataset(table, ds).to_batches(batch_size=batch_rows)
 
     def _dataset(self, table: str, ds: dt.date | str) -> pads.Dataset:
-        path = self.require(table, ds)
-        self._record_read(table, ds)
-        return pads.dataset(path, filesystem=self.fs, format="parquet", schema=schema(table), exclude_invalid_files=False)
+        self.require(table, ds)
+        raw = self._manifest_bytes(table, ds)  # read once: the files and the recorded commit agree
+        self._record_read(table, ds, raw)
+        return pads.dataset(self.files(table, ds, json.loads(raw)), filesystem=self.fs, format="parquet",
+                            schema=schema(table), exclude_invalid_files=False)
 
     def spark_paths(self, table: str, dates: Iterable[str]) -> list[str]:
-        dates = list(dates)
+        """The committed files of these partitions as URIs for spark.read.parquet."""
+        out = []
         for d in dates:
-            self._record_read(table, d)
-        return [self.uri(table, f"ds={d}") for d in dates]
+            raw = self._manifest_bytes(table, d)
+            self._record_read(table, d, raw)
+            out += [self._spark_uri(f) for f in self.files(table, d, json.loads(raw))]
+        return out
 
-    def _record_read(self, table: str, ds: dt.date | str) -> None:
-        """Note a committed partition this process reads, while `recording_reads` is active."""
+    def _record_read(self, table: str, ds: dt.date | str, raw: bytes) -> None:
+        """Note a committed partition this process reads (its manifest as read), while
+        `recording_reads` is active."""
         if _reads is None or any(r.table == table and r.ds == str(ds) and r.lake == self.root for r in _reads):
             return
-        with self.fs.open_input_stream(f"{self.partition(table, ds)}/{SUCCESS}") as f:
-            raw = f.read()
         man = json.loads(raw)
         _reads.append(PartitionRead(table, str(ds), self.root, self.uri(table, f"ds={ds}"),
                                     hashlib.sha256(raw).hexdigest(), int(man.get("row_count", -1)),
@@ -165,40 +201,49 @@ class Lake:
 
     # --- writing -------------------------------------------------------------------------------
     def staging(self, table: str, ds: dt.date | str) -> str:
-        """A fresh temp folder for one partition; pass it to `commit` once it is full."""
-        self.clean_stale(table)
-        path = self.path(table, f"_tmp-ds={ds}-{uuid.uuid4().hex[:12]}")
+        """A fresh attempt folder for one partition; pass it to `commit` once it is full."""
+        self.vacuum(table, ds)
+        path = f"{self.partition(table, ds)}/{ATTEMPT}{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}"
         self.fs.create_dir(path, recursive=True)
         return path
 
     def commit(self, table: str, ds: dt.date | str, staged: str, manifest: dict) -> dict:
-        """Write the manifest into the staged folder, then swap it in as the partition."""
+        """Commit the attempt `staged`: its data files named in the partition's manifest, written last."""
+        files = self._data_files(staged)
+        if not files and TABLES[table].schema is not None:  # an empty partition still gets its (empty) file
+            self.write_empty(table, staged)
+            files = self._data_files(staged)
         manifest = {"table": table, "ds": str(ds), "schema_version": TABLES[table].version,
-                    "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **manifest}
+                    "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **manifest,
+                    "attempt": staged.rstrip("/").rsplit("/", 1)[-1], "files": files}
         for key in ("row_count", "run_id", "config_hash"):
             if key not in manifest:
                 raise ValueError(f"manifest for {table} lacks {key}")
-        with self.fs.open_output_stream(f"{staged}/{SUCCESS}") as f:
-            f.write(json.dumps(manifest, indent=1, sort_keys=True, default=str).encode())
-        final = self.partition(table, ds)
-        olds = []
-        _fault_point("before_swap")
-        for attempt in range(3):
-            if self.fs.get_file_info(final).type != pafs.FileType.NotFound:
-                olds.append(self.path(table, f"_old-ds={ds}-{uuid.uuid4().hex[:12]}"))
-                self.fs.move(final, olds[-1])
-                _fault_point("between_moves")
-            try:
-                self.fs.move(staged, final)
-                break
-            except OSError:
-                # a reader's _recover put the old partition back between our two moves: again
-                if attempt == 2:
-                    raise
-        for old in olds:
-            if self.fs.get_file_info(old).type != pafs.FileType.NotFound:
-                self.fs.delete_dir(old)
+        _fault_point("before_manifest")
+        self._put_atomic(f"{self.partition(table, ds)}/{SUCCESS}",
+                         json.dumps(manifest, indent=1, sort_keys=True, default=str).encode())
+        _fault_point("after_manifest")
+        self.vacuum(table, ds)
         return manifest
+
+    def _data_files(self, folder: str) -> list[str]:
+        """Names of the data files an attempt wrote (Spark's own markers and checksums left out)."""
+        infos = self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.File
+                      and not i.base_name.startswith(("_", ".")) and not i.base_name.endswith(".crc"))
+
+    def _put_atomic(self, path: str, data: bytes) -> None:
+        """Write a small object in one step: an object store's PUT is atomic; elsewhere a temp file is
+        renamed over the old one (a file rename, which every filesystem does atomically)."""
+        if type(self.fs).__name__ in ("S3FileSystem", "GcsFileSystem", "AzureFileSystem"):
+            with self.fs.open_output_stream(path) as f:
+                f.write(data)
+            return
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(data)
+        _fault_point("manifest_staged")
+        self.fs.move(tmp, path)
 
     def write_pandas(self, table: str, ds: dt.date | str, df: pd.DataFrame, manifest: dict) -> dict:
         """Validate the frame against the table schema, write it as one partition, commit."""
@@ -243,8 +288,7 @@ class Lake:
 
     def _spark_uri(self, path: str) -> str:
         if "://" in self.root:
-            scheme = self.root.split("://", 1)[0]
-            return f"{scheme}://{path}"
+            return spark_uri(f"{self.root.split('://', 1)[0]}://{path}")
         return path
 
     def write_json(self, table: str, ds: dt.date | str, name: str, payload: dict, manifest: dict) -> dict:
@@ -268,16 +312,53 @@ class Lake:
                 except OSError:
                     break
 
-    def clean_stale(self, table: str, older_than_s: float = 3600) -> int:
-        """Remove temp folders left by crashed writers (older than an hour, so not a live one)."""
-        sel = pafs.FileSelector(self.path(table), allow_not_found=True)
-        n = 0
-        for info in self.fs.get_file_info(sel):
-            if info.base_name.startswith(("_tmp-", "_old-")) and info.mtime is not None:
-                if time.time() - info.mtime.timestamp() > older_than_s:
-                    self.fs.delete_dir(info.path)
-                    n += 1
-        return n
+    def vacuum(self, table: str, ds: Optional[dt.date | str] = None, grace_s: float = GRACE_S,
+               dry_run: bool = False) -> list[str]:
+        """Remove what no reader can need any more, in one partition (`ds`) or all: attempts the
+        manifest does not name, once `grace_s` has passed since they were superseded (since they began,
+        for one that never committed), a crashed writer's temp manifest, and files beside the attempts
+        of a partition committed before manifests named their files. Returns what it removed (with
+        `dry_run`, what it would remove)."""
+        now = time.time()
+        removed = []
+        parts = [self.partition(table, ds)] if ds is not None else [
+            i.path for i in self.fs.get_file_info(pafs.FileSelector(self.path(table), allow_not_found=True))
+            if i.type == pafs.FileType.Directory and i.base_name.startswith("ds=")]
+        for part in parts:
+            infos = self.fs.get_file_info(pafs.FileSelector(part, allow_not_found=True))
+            man = None
+            if any(i.base_name == SUCCESS for i in infos):
+                with self.fs.open_input_stream(f"{part}/{SUCCESS}") as f:
+                    man = json.loads(f.read())
+            current = (man or {}).get("attempt")
+            switched = dt.datetime.strptime(man["committed_at"], "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=dt.timezone.utc).timestamp() if man else 0.0
+            for i in infos:
+                name = i.base_name
+                if name.startswith(ATTEMPT) and name != current:
+                    begun = _utc(name[len(ATTEMPT):].split("-", 1)[0])
+                    gone = now - max(begun, switched) > grace_s  # superseded at the switch, or never committed
+                elif name.startswith(f"{SUCCESS}.tmp-") or (current and i.type == pafs.FileType.File
+                                                            and not name.startswith(("_", "."))):
+                    gone = i.mtime is not None and now - max(i.mtime.timestamp(), switched) > grace_s
+                else:
+                    continue
+                if gone:
+                    removed.append(i.path)
+                    if not dry_run:
+                        _fault_point("mid_vacuum")
+                        self.fs.delete_dir(i.path) if i.type == pafs.FileType.Directory else self.fs.delete_file(i.path)
+                        log.info("lake: removed %s (not in the manifest of %s, grace %.0f s passed)", i.path, part, grace_s)
+        return removed
+
+    def adopt(self, table: str, ds: dt.date | str, folder: str) -> str:
+        """A fresh attempt of (table, ds) holding the data files of `folder`, moved file by file (an
+        object store copies each on the server; no folder is renamed): how a writer that wrote several
+        partitions in one go (Spark's partitionBy) commits each."""
+        attempt = self.staging(table, ds)
+        for name in self._data_files(folder):
+            self.fs.move(f"{folder}/{name}", f"{attempt}/{name}")
+        return attempt
 
 
 _ARROW_TO_SPARK = {

@@ -137,7 +137,7 @@ def main(stage: str, argv: Optional[list[str]] = None) -> int:
             log.info("%s %s done: %s", stage, ctx.ds, {k: v for k, v in metrics.items() if not isinstance(v, dict)})
     except MemoryError:
         print(f"error: {stage} {ctx.ds} ran out of memory in its Python process (peak RSS {peak_rss_mib()} MiB): "
-              "give the task more memory, or lower recommend.block_users", file=sys.stderr)
+              "give the task more memory, or lower recommend.execution.block_users", file=sys.stderr)
         return 3
     except Exception as e:
         if not _jvm_gone(e):

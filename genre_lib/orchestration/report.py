@@ -22,7 +22,7 @@ for t in TABLES:
         missing.append(t)
         print(f"  {t:<26} NOT COMMITTED for ds={args.run_date}")
 if args.run_date in lake.committed("evaluation"):
-    print(f"  evaluation report: {lake.partition('evaluation', args.run_date)}/metrics.json")
+    print(f"  evaluation report: {lake.files('evaluation', args.run_date)[0]}")
 print(f"\nMLflow runs: {tracking_uri(cfg)} (experiment {cfg.mlflow.experiment})")
 print("  open the MLflow UI:  make mlflow-ui   -> http://127.0.0.1:5000")
 print("  open the Airflow UI: make airflow     -> http://127.0.0.1:8080 (login in airflow_home/simple_auth_manager_passwords.json.generated)")

@@ -24,7 +24,7 @@ from genre_lib.config.settings import AbConfig, AbVariant, PipelineConfig, with_
 
 # Settings that act only when ranking, not when fitting: variants that differ in these alone share
 # one fitted model (anything else under recommend.* changes a scorer, so that variant is refit).
-RANK_ONLY = ("weights", "top_n", "block_users", "user_block_rows")
+RANK_ONLY = ("weights", "top_n", "execution.block_users", "execution.user_block_rows")
 
 
 def uniform(user_ids, salt: str) -> np.ndarray:
@@ -51,7 +51,14 @@ def variant_config(cfg: PipelineConfig, variant: AbVariant) -> PipelineConfig:
 
 def fit_key(rc: RecommendConfig) -> str:
     """What a fitted model depends on in the recommend section."""
-    return json.dumps(rc.model_dump(mode="json", exclude=set(RANK_ONLY)), sort_keys=True)
+    exclude: dict = {}
+    for key in RANK_ONLY:  # dotted under recommend -> pydantic's nested exclude
+        *sections, leaf = key.split(".")
+        node = exclude
+        for s in sections:
+            node = node.setdefault(s, {})
+        node[leaf] = True
+    return json.dumps(rc.model_dump(mode="json", exclude=exclude), sort_keys=True)
 
 
 class Arm(NamedTuple):

@@ -8,13 +8,13 @@
 Scorers (each a users x items matrix, produced one block of users at a time):
   genre       R(u,i) = sum_c w_uc s(i,c) / sum_c w_uc; w_uc the `user_genre_weights` of genres.py
               (the night's published table, or its numpy twin on a split), s(i,c) item_genre_scores
-              (gamma where missing); ranked by the log of R or of its `genre_scorer` form (the
+              (`genre.gamma` where missing); ranked by the log of R or of its `genre.scorer` form (the
               column `genre_r` holds R itself); `mixture`: log P(i|u) of genre_lib/ranking/mixture.py
   content     cosine(user profile, item embedding); profile = time-decayed, rating-weighted mean
   cf          item-item autoencoder, closed form: DLAE (EASE^R with dropout emphasis; past
-              `cf_max_items` items a sparse cosine item-kNN takes B's place); score = x_u B,
-              x_u binary, or (rating / rating_max) ** `cf_rating_power` per rated item (B is then fit
-              on the same weighted matrix), times, with `cf_recency_half_life` h, 0.5^(k/h) on the
+              `cf.max_items` items a sparse cosine item-kNN takes B's place); score = x_u B,
+              x_u binary, or (rating / rating_max) ** `cf.rating_power` per rated item (B is then fit
+              on the same weighted matrix), times, with `cf.recency_half_life` h, 0.5^(k/h) on the
               user's k-th newest distinct item (what a user did last predicts what comes next)
   popularity  log(1 + distinct users) of the item
 Each is standardised per user over the catalogue (mean 0, sd 1) before blending, so a weight of 2
@@ -178,9 +178,9 @@ def recommendations_frame(model: Model, topk: TopK, rc, variant: Optional[str] =
     """The `recommendations` table. Component columns hold the standardised scorer values, so
     score = sum of weight x component over the scorers in use (unused ones are null)."""
     users = model.user_ids[topk.users]
-    if rc.pseudonymize_users:
+    if rc.privacy.pseudonymize_users:
         uniq, inv = np.unique(users, return_inverse=True)
-        users = pseudonymize(uniq, rc.pseudonym_key_env)[inv]
+        users = pseudonymize(uniq, rc.privacy.pseudonym_key_env)[inv]
     return pd.DataFrame({
         "user_id": users, "rank": topk.rank.astype("int32"), "item_id": model.item_ids[topk.items],
         "score": topk.score.astype(float),
@@ -195,5 +195,5 @@ def recommendations_frame(model: Model, topk: TopK, rc, variant: Optional[str] =
 
 
 def score_users(model: Model, rc, variant: Optional[str], users: np.ndarray) -> pd.DataFrame:
-    """A block of user rows ranked and explained: what recommend.engine=spark runs on executors."""
-    return recommendations_frame(model, recommend(model, rc.weights, rc.top_n, rc.block_users, users=users), rc, variant)
+    """A block of user rows ranked and explained: what recommend.execution.engine=spark runs on executors."""
+    return recommendations_frame(model, recommend(model, rc.weights, rc.top_n, rc.execution.block_users, users=users), rc, variant)

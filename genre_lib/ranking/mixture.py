@@ -1,4 +1,4 @@
-"""The genre mixture scorer (`recommend.genre_scorer: mixture`): P(i | u) = sum_c tau_uc phi_c(i).
+"""The genre mixture scorer (`recommend.genre.scorer: mixture`): P(i | u) = sum_c tau_uc phi_c(i).
 
 A user picks a genre by taste tau_u, then an item by the genre's distribution phi_c over items.
 Fitted by EM on the binary histories (no decay: pLSA whose topics are the catalogue's genres, as
@@ -9,7 +9,7 @@ an item stays out of a genre it has no score for, and a cold item is ranked by i
 The seed's R(u,i) spreads an item's events evenly over its genres and ranks by taste alone.
 
 Fitted in passes over user blocks (memory: the catalogue x genres and one block; model.fit_items):
-each pass solves each block's tastes for the current phi (`mixture_steps` steps from uniform) and
+each pass solves each block's tastes for the current phi (`recommend.genre.mixture_steps` steps from uniform) and
 adds their responsibilities into the next phi. The ranked tastes (model.fit_users) start from the
 user's published genre weights.
 

@@ -38,18 +38,18 @@ class Model:
     popularity: np.ndarray                # items, float32: log1p(distinct users)
     ease: Optional[np.ndarray] = None     # cf_items x cf_items, float32
     ease_items: Optional[np.ndarray] = None   # item columns covered by `ease` (or `knn`)
-    knn: Optional[sp.csr_matrix] = None   # cf_items x cf_items sparse item-kNN, past cf_max_items
+    knn: Optional[sp.csr_matrix] = None   # cf_items x cf_items sparse item-kNN, past recommend.cf.max_items
     cf_input: Optional[sp.csr_matrix] = None  # users x items, rating/recency-weighted x_u (None: `seen`)
     cf_rating: Optional[sp.csr_matrix] = None  # users x items, rating weights B was fit on (None: `seen`)
     user_profile: Optional[np.ndarray] = None  # users x d, unit rows (zeros when no embedded history)
     item_emb: Optional[np.ndarray] = None      # items x d, unit rows (zeros when no embedding)
     titles: Optional[np.ndarray] = None
-    genre_scale: Optional[np.ndarray] = None        # genres: n_items / M_c (genre_scorer share, popularity)
+    genre_scale: Optional[np.ndarray] = None        # genres: n_items / M_c (recommend.genre.scorer share, popularity)
     genre_item_weight: Optional[np.ndarray] = None  # items: 1 (share) or training users + 1 (popularity)
     item_users: Optional[np.ndarray] = None    # items, float64: distinct training users (all blocks)
-    genre_phi: Optional[np.ndarray] = None     # items x genres, P(i|c) (genre_scorer mixture)
+    genre_phi: Optional[np.ndarray] = None     # items x genres, P(i|c) (recommend.genre.scorer mixture)
     genre_sums: Optional[np.ndarray] = None    # items x genres, the EM's summed responsibilities phi came from
-    user_taste: Optional[np.ndarray] = None    # users x genres, tau_u (genre_scorer mixture)
+    user_taste: Optional[np.ndarray] = None    # users x genres, tau_u (recommend.genre.scorer mixture)
     history_end: Optional[pd.Timestamp] = None  # newest ts of the training data (content decay's "now")
     available: dict = field(default_factory=dict)
 
@@ -170,15 +170,15 @@ def fit_items(blocks, catalogue: Catalogue, rc: RecommendConfig, rating_max: flo
     iidx = pd.Index(item_ids)
     users_per_item = counts.reindex(iidx, fill_value=0.0).to_numpy(float)
 
-    s, has, genres = item_genre_matrix(catalogue.item_genre_scores, item_ids, rc.gamma)
+    s, has, genres = item_genre_matrix(catalogue.item_genre_scores, item_ids, rc.genre.gamma)
     model = Model(user_ids=np.asarray([], dtype=object), item_ids=item_ids, genres=genres,
                   seen=sp.csr_matrix((0, len(item_ids)), dtype=np.float32), user_genre=np.zeros((0, len(genres))),
                   item_genre=s, item_has_genre=has, popularity=np.log1p(users_per_item).astype(np.float32),
                   item_users=users_per_item, history_end=end if end is not None else pd.Timestamp.now(tz="UTC"))
-    if rc.genre_scorer in ("share", "popularity") and len(genres):
-        model.genre_item_weight = np.ones(len(item_ids)) if rc.genre_scorer == "share" else users_per_item + 1.0
+    if rc.genre.scorer in ("share", "popularity") and len(genres):
+        model.genre_item_weight = np.ones(len(item_ids)) if rc.genre.scorer == "share" else users_per_item + 1.0
         model = with_item_genres(model, s, has)
-    if rc.genre_scorer == "mixture" and len(genres):
+    if rc.genre.scorer == "mixture" and len(genres):
         member = mixture.support(s, has)
         phi = mixture.item_start(member, users_per_item)
         with tempfile.TemporaryDirectory(prefix="genre-mixture-") as tmp:  # each block's history once, read per pass
@@ -187,17 +187,17 @@ def fit_items(blocks, catalogue: Catalogue, rc: RecommendConfig, rating_max: flo
                 df = _prepared(raw)
                 paths.append(f"{tmp}/{b}.npz")
                 sp.save_npz(paths[-1], _seen(df, pd.Index(df["user_id"].unique()), iidx), compressed=False)
-            for _ in range(rc.mixture_passes):  # EM: every block's tastes for this phi, then the next phi
+            for _ in range(rc.genre.mixture_passes):  # EM: every block's tastes for this phi, then the next phi
                 sums = np.zeros_like(phi)
                 for path in paths:
                     x = sp.load_npz(path)
-                    sums += mixture.item_update(x, phi, mixture.tastes(x, phi, None, rc.mixture_steps))
+                    sums += mixture.item_update(x, phi, mixture.tastes(x, phi, None, rc.genre.mixture_steps))
                 phi = mixture.item_finish(sums, member)
         model.genre_phi, model.genre_sums = phi, sums
     model.available = {"genre": len(genres) > 0, "cf": rows > 0, "popularity": rows > 0, "content": False}
 
     # cf over every item with interactions: EASE while its dense Gram inverse (O(items^3)) fits
-    # cf_max_items, a sparse item-kNN beyond
+    # recommend.cf.max_items, a sparse item-kNN beyond
     cover = np.flatnonzero(users_per_item > 0)
     if len(cover):
         model.ease_items = cover
@@ -206,22 +206,22 @@ def fit_items(blocks, catalogue: Catalogue, rc: RecommendConfig, rating_max: flo
             for raw in blocks():
                 df = _prepared(raw)
                 uidx = pd.Index(df["user_id"].unique())
-                x = (rating_matrix(df, uidx, iidx, rc.cf_rating_power, rating_max) if rc.cf_rating_power > 0
+                x = (rating_matrix(df, uidx, iidx, rc.cf.rating_power, rating_max) if rc.cf.rating_power > 0
                      else _seen(df, uidx, iidx))
                 yield x[:, cover]
 
-        if len(cover) > rc.cf_max_items:
+        if len(cover) > rc.cf.max_items:
             with tempfile.TemporaryDirectory(prefix="genre-knn-") as tmp:  # the blocks once, read per item block
                 paths = []
                 for b, x in enumerate(cf_blocks()):
                     paths.append(f"{tmp}/{b}.npz")
                     sp.save_npz(paths[-1], x.tocsc(), compressed=False)  # item_knn slices columns
-                model.knn = item_knn(lambda: (sp.load_npz(p) for p in paths), rc.cf_knn_neighbours)
+                model.knn = item_knn(lambda: (sp.load_npz(p) for p in paths), rc.cf.knn_neighbours)
         else:
             g = np.zeros((len(cover), len(cover)))
             for x in cf_blocks():
                 g += (x.T @ x).toarray()
-            model.ease = ease_from_gram(g, rc.cf_reg, rc.cf_dropout)
+            model.ease = ease_from_gram(g, rc.cf.reg, rc.cf.dropout)
 
     if catalogue.embeddings is not None and len(catalogue.embeddings):
         emb = catalogue.embeddings
@@ -271,11 +271,11 @@ def fit_users(items: Model, interactions: pd.DataFrame, user_weights: Optional[p
     seen = _seen(df, uidx, iidx)
     model = replace(items, user_ids=user_ids, seen=seen, user_genre=user_weight_matrix(user_weights, uidx, items.genres))
     if items.genre_phi is not None:  # the published weights are where each user's EM starts
-        model.user_taste = mixture.tastes(seen, items.genre_phi, model.user_genre, rc.mixture_steps)
+        model.user_taste = mixture.tastes(seen, items.genre_phi, model.user_genre, rc.genre.mixture_steps)
     if items.ease_items is not None:
-        if rc.cf_rating_power > 0:
-            model.cf_rating = rating_matrix(df, uidx, iidx, rc.cf_rating_power, rating_max)
-        model.cf_input = cf_input_matrix(model, df, rc.cf_recency_half_life)
+        if rc.cf.rating_power > 0:
+            model.cf_rating = rating_matrix(df, uidx, iidx, rc.cf.rating_power, rating_max)
+        model.cf_input = cf_input_matrix(model, df, rc.cf.recency_half_life)
     if items.item_emb is not None:
         w = _content_weights(df, gc, items.history_end, rating_max)
         wm = sp.csr_matrix((w, (uidx.get_indexer(df["user_id"]), iidx.get_indexer(df["item_id"]))), shape=seen.shape)

@@ -47,7 +47,7 @@ def candidates(model, interactions: pd.DataFrame, rc, cfg, users=None):
     """The blend's (recommend section `rc`) top rerank.candidates per user, every available scorer's
     standardised value gathered, and their features from `interactions` (what `model` was fitted on):
     (TopK, feature frame)."""
-    top = recommend(model, rc.weights, cfg.rerank.candidates, rc.block_users, users=users, gather=COMPONENTS)
+    top = recommend(model, rc.weights, cfg.rerank.candidates, rc.execution.block_users, users=users, gather=COMPONENTS)
     return top, features(model, side_data(model, interactions, cfg.rerank.last_items), top)
 
 

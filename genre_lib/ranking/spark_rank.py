@@ -1,9 +1,9 @@
-"""recommend.engine=spark: the all-user top-N ranked on Spark executors instead of the driver (the
+"""recommend.execution.engine=spark: the all-user top-N ranked on Spark executors instead of the driver (the
 recommend stage's model, and evaluate's refit on its training split).
 
 The driver fits the model as the local engine does and writes it once per night (each A/B arm's
 model, settings and user rows) as an artifact in the lake, `_artifacts/recommend/ds=<D>/<run>.pkl`;
-Spark gets one task per block of `recommend.block_users` users; each Python worker loads the artifact
+Spark gets one task per block of `recommend.execution.block_users` users; each Python worker loads the artifact
 once (cached per process, so a reused worker does not load it again) and ranks its blocks with the
 same `score` function the local engine runs, emitting `recommendations` rows that the stage commits
 through the lake's usual protocol. Same items in the same order as local; scores equal to float32
@@ -47,7 +47,7 @@ def rank(ctx, arms: list, score: Callable, ddl: Optional[str] = None):
     tasks = []
     for a, (_, model, rc, rows) in enumerate(arms):
         n = model.n_users if rows is None else len(rows)
-        tasks += [(a, s, min(n, s + rc.block_users)) for s in range(0, n, rc.block_users)]
+        tasks += [(a, s, min(n, s + rc.execution.block_users)) for s in range(0, n, rc.execution.block_users)]
     blocks = spark.createDataFrame(pd.DataFrame(tasks, columns=["arm", "start", "stop"]), "arm int, start int, stop int")
     blocks = blocks.repartition(max(1, len(tasks)))
 

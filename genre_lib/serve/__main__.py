@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     from genre_lib.serve.api import ApiSettings, create_app
     from genre_lib.serve.store import store_for
 
-    app = create_app(lambda: store_for(cfg), ApiSettings(pseudonym_key_env=cfg.recommend.pseudonym_key_env))
+    app = create_app(lambda: store_for(cfg), ApiSettings(pseudonym_key_env=cfg.recommend.privacy.pseudonym_key_env))
     uvicorn.run(app, **common)
     return 0
 

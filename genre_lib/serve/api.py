@@ -10,7 +10,7 @@ yields the old night or the new one, never a mix. A missing or corrupt store is 
 request; the server keeps running and serves again once the store is back. When GENRE_API_KEY is
 set, every /v1 request needs the header X-API-Key with that value. For pseudonymised nights the
 caller sends the raw user id and the API applies the same keyed hash as the recommend stage, with
-the key from the environment variable the night names (recommend.pseudonym_key_env).
+the key from the environment variable the night names (recommend.privacy.pseudonym_key_env).
 """
 from __future__ import annotations
 
@@ -175,4 +175,4 @@ def app_from_env() -> FastAPI:
 
     overrides = [s for s in os.environ.get("GENRE_SERVE_SET", "").splitlines() if s.strip()]
     cfg = load_config(os.environ.get("GENRE_SERVE_CONFIG") or None, overrides)
-    return create_app(lambda: store_for(cfg), ApiSettings(pseudonym_key_env=cfg.recommend.pseudonym_key_env))
+    return create_app(lambda: store_for(cfg), ApiSettings(pseudonym_key_env=cfg.recommend.privacy.pseudonym_key_env))

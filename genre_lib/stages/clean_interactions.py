@@ -13,6 +13,7 @@ import pandas as pd
 from genre_lib.config.settings import PipelineConfig
 from genre_lib.datasets.source import SchemaDriftError, source_for
 from genre_lib.lake.raw import RAW_FIELDS, count_raw, drift_message, quarantine_raw, read_raw
+from genre_lib.lake.storage import ATTEMPT
 from genre_lib.lake.tables import schema
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ def run(ctx) -> dict:
             written = lake.count_rows(folder)
             if written != want[key]:
                 raise RuntimeError(f"{table} ds={day}: wrote {written} rows, labelled {want[key]}")
-            parts[table] = folder
+            parts[table] = folder if folder.rsplit("/", 1)[-1].startswith(ATTEMPT) else lake.adopt(table, day, folder)
         if want["raw_rows"] != want["clean_rows"] + want["quarantined_rows"] + want["duplicate_rows"]:
             raise RuntimeError(f"reconciliation failed for ds={day}: raw_rows (counted in the files) != "
                                f"clean_rows + quarantined_rows + duplicate_rows: {want}")

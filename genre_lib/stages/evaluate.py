@@ -26,14 +26,14 @@ class _InSourceOrder:
 
 def run(ctx) -> dict:
     cfg = ctx.cfg
-    blocks = UserBlocks(ctx.lake, ctx.ds, cfg.genres.lookback_days, cfg.recommend.user_block_rows, "evaluate")
+    blocks = UserBlocks(ctx.lake, ctx.ds, cfg.genres.lookback_days, cfg.recommend.execution.user_block_rows, "evaluate")
     history = _InSourceOrder(blocks, source_for(cfg)) if cfg.eval.protocol == "stratified" else blocks
     catalogue = Catalogue.from_lake(ctx.lake, ctx.ds)
     genres_ds = ctx.lake.latest("item_genres", ctx.ds)
     item_genres = ctx.lake.read_pandas("item_genres", genres_ds) if genres_ds else None
     cold = cfg.eval.protocol == "cold_items"
     rescore = (lambda ids: cold_eval.rescore_hiding_labels(ctx, set(ids))) if cold else None
-    remote = spark_variants(ctx) if cfg.recommend.engine == "spark" else None
+    remote = spark_variants(ctx) if cfg.recommend.execution.engine == "spark" else None
 
     def one_fold(fold: int) -> dict:
         scratch = Scratch(ctx)

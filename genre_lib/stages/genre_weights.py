@@ -100,7 +100,7 @@ def run(ctx) -> dict:
     vocab = genre_vocab(items, lake.read_pandas("genre_vocab", prev) if prev else None)
     lake.write_pandas("genre_vocab", ds, vocab, {**manifest, "previous": prev})
 
-    items_sdf = spark.read.parquet(lake.uri("items_clean", f"ds={ds}"))
+    items_sdf = spark.read.parquet(*lake.spark_paths("items_clean", [ds]))
     ig = item_genres(items_sdf, cfg.genres.multi_genre).cache()
     m_items = lake.write_spark("item_genres", ds, ig, manifest)
     history = read_history(spark, lake, run_date, cfg.genres.lookback_days)

@@ -15,7 +15,6 @@ Every decision is recorded in the lake as `publish_log/ds=D/decision.json`.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -54,8 +53,7 @@ def read_evaluation(lake: Lake, ds: str) -> dict:
     if str(ds) not in lake.committed("evaluation"):
         raise FileNotFoundError(f"publish gate: no committed evaluation for ds={ds} under {lake.root} "
                                 f"(evaluation/ds={ds}/metrics.json); run the evaluate stage first")
-    with lake.fs.open_input_stream(f"{lake.partition('evaluation', ds)}/metrics.json") as f:
-        return json.loads(f.read())
+    return lake.read_json("evaluation", ds, "metrics.json")
 
 
 def gate(lake: Lake, ds: str, cfg_publish, state=None) -> GateDecision:
@@ -202,8 +200,8 @@ def run(ctx) -> dict:
             publisher = publisher_for(ctx.cfg)
             try:
                 result = publish(ctx.lake, ctx.ds, ctx.run_id, store, publisher, keep=pc.keep, decision=decision,
-                                 metric_name=pc.metric, pseudonymised=ctx.cfg.recommend.pseudonymize_users,
-                                 pseudonym_key_env=ctx.cfg.recommend.pseudonym_key_env)
+                                 metric_name=pc.metric, pseudonymised=ctx.cfg.recommend.privacy.pseudonymize_users,
+                                 pseudonym_key_env=ctx.cfg.recommend.privacy.pseudonym_key_env)
             finally:
                 getattr(publisher, "close", lambda: None)()
         payload = {"ds": ctx.ds, "run_id": ctx.run_id, "decision": decision.to_dict(), "result": result,

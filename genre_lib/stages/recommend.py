@@ -16,10 +16,10 @@ def run(ctx) -> dict:
     """The stage: fit on every interaction up to the night, top N for every user, explained, each
     user's list ranked with their A/B variant's settings (genre_lib/ranking/ab.py; column `variant`, null
     without A/B); the `recommendations` partition committed; metrics for MLflow. A night past
-    `recommend.user_block_rows` interactions is fit and ranked a block of users at a time
+    `recommend.execution.user_block_rows` interactions is fit and ranked a block of users at a time
     (genre_lib/lake/user_blocks.py): the item side once over every block, then each block's users."""
     cfg = ctx.cfg
-    blocks = UserBlocks(ctx.lake, ctx.ds, cfg.genres.lookback_days, cfg.recommend.user_block_rows, "recommend")
+    blocks = UserBlocks(ctx.lake, ctx.ds, cfg.genres.lookback_days, cfg.recommend.execution.user_block_rows, "recommend")
     try:
         return _ranked(ctx, blocks)
     finally:
@@ -57,7 +57,7 @@ def _ranked(ctx, blocks: UserBlocks) -> dict:
                     totals["ab"][a.name] = totals["ab"].get(a.name, 0) + len(a.rows)
             yield history, model, arms
 
-    if cfg.recommend.engine == "spark":  # user blocks ranked on the executors, by score_users
+    if cfg.recommend.execution.engine == "spark":  # user blocks ranked on the executors, by score_users
         staged = ctx.lake.staging("recommendations", ctx.ds)
         for _, model, arms in block_arms():
             sdf, done = spark_rank.rank(ctx, [(a.name, a.model, a.rc, a.rows) for a in arms], score_users)
@@ -72,7 +72,7 @@ def _ranked(ctx, blocks: UserBlocks) -> dict:
     def frames():
         nonlocal covered
         for history, model, arms in block_arms():
-            parts = [(a, recommend(a.model, a.rc.weights, a.rc.top_n, a.rc.block_users, users=a.rows) if second is None
+            parts = [(a, recommend(a.model, a.rc.weights, a.rc.top_n, a.rc.execution.block_users, users=a.rows) if second is None
                       else second.rank(a.model, history, a.rc, a.rows)) for a in arms if a.rows is None or len(a.rows)]
             if not parts:
                 continue

@@ -2,7 +2,6 @@
 snapshotting their tables for comparison."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -83,11 +82,10 @@ def read_table(lake: Lake, table: str, ds: str):
     if table == "publish_log":  # the gate's verdict on the night's numbers (versions count up per publish)
         if ds not in lake.committed(table):
             return None
-        d = json.loads((Path(lake.partition(table, ds)) / "decision.json").read_text())["decision"]
+        d = lake.read_json(table, ds, "decision.json")["decision"]
         return {k: d[k] for k in ("publish", "metric", "baseline", "metric_name", "model")}
     if table == "evaluation":
-        path = Path(lake.partition(table, ds)) / "metrics.json"
-        return json.loads(path.read_text())["models"] if ds in lake.committed(table) else None
+        return lake.read_json(table, ds, "metrics.json")["models"] if ds in lake.committed(table) else None
     if ds not in lake.committed(table):
         return None
     df = lake.read_pandas(table, ds)
@@ -122,7 +120,11 @@ def _rounded(x):
 
 
 def visible_partitions_complete(lake: Lake, table: str) -> None:
-    """Every `ds=` folder a reader can see has its manifest (no half partition is visible)."""
-    root = Path(lake.path(table))
-    for d in root.glob("ds=*"):
-        assert (d / "_SUCCESS").exists(), f"{d} is visible without a manifest"
+    """Every committed partition is whole: its manifest names files that all exist and hold its rows
+    (a folder without a manifest is invisible to readers)."""
+    for ds in lake.committed(table):
+        man = lake.manifest(table, ds)
+        missing = [f for f in lake.files(table, ds, man) if not Path(f).is_file()]
+        assert not missing, f"{table} ds={ds}: the manifest names missing files {missing}"
+        if table not in ("evaluation", "publish_log"):
+            assert len(lake.read_pandas(table, ds)) == man["row_count"], f"{table} ds={ds}: rows != manifest"

@@ -36,11 +36,13 @@ def check_after_crash(ws, reference, stage, n):
 
 
 @pytest.mark.parametrize("stage, point", [
-    ("clean_interactions", "between_moves"),  # Spark writer: old partition aside, new one not yet in
-    ("embed_texts", "before_swap"),           # torch writer: staged and manifest written, not swapped
+    ("clean_interactions", "before_manifest"),  # Spark writer: files in their attempts, no manifest yet
+    ("clean_interactions", "after_manifest"),   # the first day committed, the others not yet
+    ("embed_texts", "manifest_staged"),         # torch writer: the new manifest written beside the old one
 ])
 def test_kill_at_commit_points(reference, stage, point):
-    """The part CI runs: a Spark and a torch writer die at the two delicate moments of a commit."""
+    """The part CI runs: a Spark and a torch writer die at the delicate moments of a commit (every
+    write of the protocol, with a concurrent reader: tests/test_lake_protocol.py)."""
     ws, _, ref = reference
     assert ws.run_dying_at(stage, D, f"fault-{stage}", point) == -9  # it did die there
     check_after_crash(ws, ref, stage, point)
