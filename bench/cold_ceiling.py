@@ -20,7 +20,6 @@ of the seeded random ranking's.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -79,7 +78,7 @@ def main() -> None:
     if cfg.data.format != "synthetic":
         raise SystemExit("the ceiling needs the synthetic generator's hidden state: use a synthetic profile")
     lake = Lake(cfg.lake_root)  # a local lake: the bench reads metrics.json as a file
-    payload = json.loads((Path(cfg.lake_root) / "evaluation" / f"ds={args.run_date}" / "metrics.json").read_text())
+    payload = Lake(cfg.lake_root).read_json("evaluation", args.run_date, "metrics.json")
     if payload["protocol"] != "cold_items":
         raise SystemExit(f"metrics.json of {args.run_date} is a {payload['protocol']} evaluation: run evaluate with "
                          "--set eval.protocol=cold_items --set eval.cold_folds=5 first")

@@ -107,6 +107,20 @@ def test_dag_structure(bag, dag):
     assert all(t.execution_timeout is not None for t in consumer.tasks) and consumer.dagrun_timeout is not None
 
 
+def test_torch_stages_go_to_the_gpu_queue_when_the_deployment_names_it(bag, monkeypatch):
+    """Under Celery, GENRE_TORCH_QUEUE=gpu sends the torch stages to the GPU workers' queue
+    (docker/compose.yaml's airflow-worker-gpu) and leaves every other task on the default queue."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from genre_lib.lake.tables import STAGE_SPECS
+
+    monkeypatch.setenv("GENRE_TORCH_QUEUE", "gpu")
+    dag = DagBag(str(ROOT / "dags")).dags["genre_nightly"]
+    queues = {t.task_id: t.queue for t in dag.tasks}
+    assert {s for s, q in queues.items() if q == "gpu"} == {s for s, spec in STAGE_SPECS.items() if spec.runs == "torch"}
+    assert {q for s, q in queues.items() if q != "gpu"} == {"default"}
+
+
 def test_trigger_form_schema(dag):
     from genre_lib.lake.tables import STAGES
     from genre_lib.orchestration.pipeline import profile_choices

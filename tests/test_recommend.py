@@ -364,7 +364,7 @@ def test_cold_items_protocol_ranks_only_held_out_items():
                                   ["recommend.cf.rating_power=1", "recommend.cf.recency_half_life=3"]])
 def test_fit_in_user_blocks_equals_one_fit(sets):
     """fit_items over user blocks, then fit_users per block: each user's scores and list as one fit on
-    everything gives (EASE, the kNN past cf_max_items, rating and recency inputs, the genre forms)."""
+    everything gives (EASE, the kNN past cf.max_items, rating and recency inputs, the genre forms)."""
     from genre_lib.lake.user_blocks import block_of
 
     cfg = load_config(None, ["recommend.weights.genre=1", "recommend.weights.content=0.5", "recommend.weights.cf=2",

@@ -16,6 +16,10 @@ class LakeConfig(_Section):
     root: str = Field(
         "lake", description="Root of the table lake: a local folder (a relative path is relative to the project "
         "root) or a filesystem URI such as s3a://bucket/lake. Tables live at <root>/<table>/ds=YYYY-MM-DD/.")
+    scratch_root: Optional[str] = Field(
+        None, description="Where evaluate hands its ranked rows to Spark as Parquet (_artifacts/evaluate/...); "
+        "empty: the lake root. A local folder where the lake is on an object store that this Spark cannot "
+        "read (no hadoop-aws), e.g. a local master beside an s3:// lake.")
 
     @field_validator("root")
     @classmethod

@@ -45,8 +45,8 @@ class Scratch:
     name's `part`s (one per block of users) are files of one folder, `read` as one frame."""
 
     def __init__(self, ctx):
-        self.lake, self.spark = ctx.lake, ctx.spark
-        self.parts = ctx.lake.scratch("evaluate", ctx.ds)
+        self.lake, self.spark = ctx.scratch_lake, ctx.spark
+        self.parts = self.lake.scratch("evaluate", ctx.ds)
         self.names: set[str] = set()
 
     def uri(self, name: str) -> str:

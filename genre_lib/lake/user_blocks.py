@@ -1,7 +1,7 @@
 """The night's history in blocks of users, every interaction of a user in the same block: what the
 ranking stages fit and rank one block at a time at scale (recommend.fit_items / fit_users).
 
-A night of at most `recommend.user_block_rows` interactions is one block, read_history_pandas itself.
+A night of at most `recommend.execution.user_block_rows` interactions is one block, read_history_pandas itself.
 A larger one is spread once, a record batch at a time, into n = ceil(rows / user_block_rows) parquet
 folders in the lake's scratch space `_artifacts/<stage>/ds=<D>/<uuid>/` by a hash of the user id
 (pandas' fixed-key SipHash: the same user lands in the same block every run), and each block is read

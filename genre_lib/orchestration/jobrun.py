@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
-from genre_lib.config.settings import ConfigError, PipelineConfig, load_config, parse_run_date
+from genre_lib.config.settings import ConfigError, PipelineConfig, load_config, parse_run_date, resolve_path
 from genre_lib.lake.storage import Lake, recording_reads
 from genre_lib.lake.tables import STAGE_SPECS
 from genre_lib.orchestration.pipeline import preflight
@@ -39,6 +39,12 @@ class JobContext:
     @property
     def ds(self) -> str:
         return self.run_date.isoformat()
+
+    @property
+    def scratch_lake(self) -> Lake:
+        """Where a stage hands files to Spark: `lake.scratch_root`, else the lake."""
+        root = self.cfg.lake.scratch_root
+        return Lake(resolve_path(root)) if root else self.lake
 
     @property
     def spark(self):

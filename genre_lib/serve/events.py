@@ -2,7 +2,9 @@
 
 A publisher is anything with `send(event: dict)`. Two come with the project:
 - `LogPublisher`: appends JSON lines to `<lake root>/recommendations-ready.jsonl`, the embedded
-  default (no server); consumers tail the file.
+  default (no server); consumers tail the file. On an object store, which cannot append, each event is
+  its own object under `<lake root>/_events/recommendations-ready/` (`ObjectLogPublisher`), named so
+  that listing the prefix gives them in order.
 - `RedisStreamPublisher`: XADD to a Redis Stream (`genre:recommendations-ready`), trimmed to about
   the last 1000 events; consumers read it with XREAD/XREADGROUP.
 The Airflow Asset event is emitted by the DAG, not here.
@@ -50,6 +52,36 @@ class LogPublisher:
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
 
+class ObjectLogPublisher:
+    """One JSON object per event, `<utc time>-<ds>-<version>.json`, written in one PUT."""
+
+    def __init__(self, lake_root: str):
+        from genre_lib.lake.storage import Lake
+
+        self.lake = Lake(lake_root)
+        self.prefix = self.lake.path("_events", EVENT_TYPE)
+
+    def send(self, event: dict) -> None:
+        import time
+        import uuid
+
+        name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{event.get('ds', '')}-{event.get('version', '')}" \
+               f"-{uuid.uuid4().hex[:8]}.json"
+        self.lake.fs.create_dir(self.prefix, recursive=True)
+        with self.lake.fs.open_output_stream(f"{self.prefix}/{name}") as f:
+            f.write(json.dumps(event, sort_keys=True, default=str).encode())
+
+    def read(self) -> list[dict]:
+        import pyarrow.fs as pafs
+
+        infos = self.lake.fs.get_file_info(pafs.FileSelector(self.prefix, allow_not_found=True))
+        out = []
+        for path in sorted(i.path for i in infos if i.type == pafs.FileType.File):
+            with self.lake.fs.open_input_stream(path) as f:
+                out.append(json.loads(f.read()))
+        return out
+
+
 class RedisStreamPublisher:
     """XADD with a few top-level fields for filtering and the whole event as JSON in `data`."""
 
@@ -78,6 +110,6 @@ def publisher_for(cfg) -> Publisher:
     if pc.events == "redis":
         return RedisStreamPublisher(pc.redis_url, stream=f"{pc.redis_prefix}:{EVENT_TYPE}")
     if "://" in cfg.lake_root and not cfg.lake_root.startswith("file://"):
-        raise ValueError(f"publish.events: log needs a local lake root, not {cfg.lake_root}; use events: redis")
+        return ObjectLogPublisher(cfg.lake_root)
     root = cfg.lake_root[len("file://"):] if cfg.lake_root.startswith("file://") else cfg.lake_root
     return LogPublisher(Path(root) / LOG_NAME)

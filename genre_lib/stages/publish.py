@@ -141,9 +141,9 @@ def publish(lake: Lake, ds: str, run_id: str, store: ServingStore, publisher: Pu
     if stale is not None and stale.get("state") != "committed":
         store.discard(stale["version"])  # an earlier attempt of this run died while writing
 
-    path = lake.require("recommendations", ds)
+    lake.require("recommendations", ds)
     source = lake.manifest("recommendations", ds)
-    data = pads.dataset(path, filesystem=lake.fs, format="parquet")
+    data = pads.dataset(lake.files("recommendations", ds, source), filesystem=lake.fs, format="parquet")
     cols = ["user_id", "rank", "item_id", "score", "reason"]
     has_variant = "variant" in data.schema.names
     titles = _titles(lake, ds)

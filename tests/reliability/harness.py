@@ -23,8 +23,8 @@ TINY = ["data.synthetic.users=40", "data.synthetic.items=60", "data.synthetic.in
 
 
 class Workspace:
-    def __init__(self, tmp: Path, extra: list[str] | None = None):
-        self.tmp = tmp
+    def __init__(self, tmp: Path, extra: list[str] | None = None, config: str = "configs/default.yaml"):
+        self.tmp, self.config = tmp, config
         self.overrides = [f"lake.root={tmp}/lake", f"data.path={tmp}/data", f"publish.sqlite_path={tmp}/serving.db",
                           *TINY, *(extra or [])]
         self.lake = Lake(str(tmp / "lake"))
@@ -32,7 +32,7 @@ class Workspace:
                     "PYSPARK_PYTHON": sys.executable, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 
     def args(self, run_date: str, run_id: str) -> list[str]:
-        return ["--config", "configs/default.yaml", "--run-date", run_date, "--run-id", run_id,
+        return ["--config", self.config, "--run-date", run_date, "--run-id", run_id,
                 *[a for o in self.overrides for a in ("--set", o)]]
 
     def generate(self, *extra: str) -> None:

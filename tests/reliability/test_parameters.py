@@ -90,7 +90,8 @@ def test_clean_job_refuses_missing_data_path_before_spark(tmp_path, capsys, spar
 @pytest.mark.parametrize("job, argv, field", [
     ("embed_texts", ["--run-date", "2026-11-31"], "run_date"),
     ("train_classifier", ["--run-date", "2026-11-22", "--set", "classifier.epochs=0"], "classifier.epochs"),
-    ("recommend", ["--run-date", "2026-11-22", "--set", "recommend.block_users=many"], "recommend.block_users"),
+    ("recommend", ["--run-date", "2026-11-22", "--set", "recommend.execution.block_users=many"],
+     "recommend.execution.block_users"),
     ("evaluate", ["--run-date", "2026-11-22", "--set", "eval.protocol=random"], "eval.protocol"),
     ("clean_interactions", ["--run-date", "2026-11-22", "--set", "clean.late_days=-1"], "clean.late_days"),
     ("genre_weights", ["--run-date", "2026-11-22", "--set", "genres.multi_genre=both"], "genres.multi_genre"),
