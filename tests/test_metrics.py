@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_lib.evaluation.offline import model_variants
+from genre_lib.evaluation.offline import compared_models
 from genre_lib.protocol.metrics import ranking_metrics
 from genre_lib.protocol.splits import stratified_split, temporal_split
 
@@ -89,7 +89,7 @@ def test_diversity_and_novelty_reference():
 
 
 def test_variants_cover_ablations():
-    v = model_variants({"genre": 1.0, "content": 0.0, "cf": 2.0, "popularity": 0.5},
+    v = compared_models({"genre": 1.0, "content": 0.0, "cf": 2.0, "popularity": 0.5},
                        {"genre": True, "content": True, "cf": True, "popularity": True})
     assert v["blend"] == {"genre": 1.0, "cf": 2.0, "popularity": 0.5}
     assert {"genre", "content", "cf", "popularity", "blend-genre", "blend-cf", "blend-popularity"} <= set(v)

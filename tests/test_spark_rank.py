@@ -80,7 +80,7 @@ def test_evaluate_spark_engine_equals_local(tmp_path, spark):
     local = offline.evaluate(history, catalogue, cfg, spark=spark, run_date=run_date)
     ctx = JobContext.of("evaluate", cfg, D, "test", spark)
     remote = offline.evaluate(history, catalogue, cfg, spark=spark, run_date=run_date,
-                               rank_remote=evaluation_scratch.spark_variants(ctx))
+                               rank_remote=evaluation_scratch.remote_ranker(ctx))
     assert set(remote["models"]) == set(local["models"]) and len(local["models"]) > 4
     assert local["models"]["blend"]["users"] > 10 and local["models"]["blend"]["ndcg@10"] > 0
     for name, m in local["models"].items():
@@ -92,7 +92,7 @@ def test_evaluate_spark_engine_equals_local(tmp_path, spark):
     try:
         staged = offline.evaluate(history, catalogue, cfg, spark=spark, run_date=run_date, scratch=scratch)
         written = {p.parent.name for p in (tmp_path / "lake" / "_artifacts" / "evaluate").rglob("*.parquet")}
-        assert {"truth", "item_users", "variant-blend"} <= written
+        assert {"truth", "item_users", "model-blend"} <= written
     finally:
         scratch.remove()
     for name, m in local["models"].items():

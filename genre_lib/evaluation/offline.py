@@ -20,19 +20,19 @@ from genre_lib.ranking import model as ranker
 from genre_lib.ranking.interest import genre_totals, genre_weights, item_genres_pandas
 
 
-def model_variants(weights: dict, available: dict) -> dict[str, dict]:
+def compared_models(weights: dict, available: dict) -> dict[str, dict]:
     """name -> weights: the blend, each available scorer alone, and the blend without each one
-    (skipped where that leaves nothing or equals another variant)."""
+    (skipped where that leaves nothing or equals another model)."""
     used = {c: w for c, w in weights.items() if w > 0 and available.get(c)}
-    variants = {"blend": dict(used)}
+    blends = {"blend": dict(used)}
     for c in ("genre", "content", "cf", "popularity"):
         if available.get(c):
-            variants[c] = {c: 1.0}
+            blends[c] = {c: 1.0}
     if len(used) > 1:
         for c in used:
             rest = {d: w for d, w in used.items() if d != c}
-            variants[f"blend-{c}"] = rest
-    return variants
+            blends[f"blend-{c}"] = rest
+    return blends
 
 
 class _OneBlock:
@@ -57,7 +57,7 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
                     rank_remote: Optional[Callable] = None, scratch: Optional[Scratch] = None, cold_fold: int = 0) -> dict:
     """Split by cfg.eval.protocol, fit every scorer on the training split only (the genre weights
     with genres.py's numpy twin, anchored at `run_date`, default the last interaction's day), rank
-    every variant for the test users with training items removed, score with the Spark metrics
+    every model for the test users with training items removed, score with the Spark metrics
     when `spark` is given (else the numpy reference). Returns the metrics.json payload.
 
     `blocks` (n, frame(b)) holds the history in blocks of users (user_blocks.py): each protocol splits
@@ -68,11 +68,11 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
 
     cold_items: the items of item fold `cold_fold` are cold (cold_eval.py runs every fold);
     `rescore(cold ids)` gives item_genre_scores from a classifier that never saw the cold items'
-    labels; every variant ranks the cold items only, beside a seeded `random` and `genre-labels`
+    labels; every model ranks the cold items only, beside a seeded `random` and `genre-labels`
     (the genre scorer given the cold items' true labels: the classifier's ceiling).
 
-    `rank_remote(model, variants, users, candidates, k) -> (Spark frame of (variant, user_id, item_id,
-    rank), done)` ranks the variants elsewhere (recommend.execution.engine=spark: `spark_variants`)."""
+    `rank_remote(model, blends, users, candidates, k) -> (Spark frame of (model, user_id, item_id,
+    rank), done)` ranks the blends elsewhere (recommend.execution.engine=spark: `remote_ranker`)."""
     ec, k, rc, gc = cfg.eval, cfg.eval.k, cfg.recommend, cfg.genres
     if blocks.n > 1 and run_date is None:
         raise ValueError("evaluate in blocks needs the run date (the genre weights' decay anchor)")
@@ -109,14 +109,14 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
         item_genres = catalogue.item_genre_scores.rename(columns={"probability": "score"})
     item_users = pd.DataFrame({"item_id": side.item_ids, "users": side.item_users})
     candidates = None if cold is None else np.flatnonzero(pd.Index(side.item_ids).isin(set(cold)))
-    variants = model_variants(rc.weights.model_dump(), side.available)
+    blends = compared_models(rc.weights.model_dump(), side.available)
     if cold is not None:  # the ablations are moot where cf and popularity are blind
-        variants = {n: w for n, w in variants.items() if not n.startswith("blend-")}
+        blends = {n: w for n, w in blends.items() if not n.startswith("blend-")}
         if side.available.get("genre") and labels is not None:
-            variants["genre-labels"] = {"genre": 1.0}
-        variants["random"] = {}
+            blends["genre-labels"] = {"genre": 1.0}
+        blends["random"] = {}
 
-    rows: dict = {}  # variant (or "truth") -> parts of the rows the metrics read
+    rows: dict = {}  # model (or "truth") -> parts of the rows the metrics read
     remote, dones = [], []
     first_block = None  # (train, held, model): what the A/B intervals are measured on
     counts = {"train_rows": 0, "test_rows": 0, "n_train_users": 0}
@@ -126,9 +126,9 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
         rankers = {}
         if cold is None and cfg.rerank.enabled != "off":
             rankers, decision = rerank.evaluation_fit(split_block(0)[0], catalogue, cfg, run_date)
-        variants.update({name: dict(variants["blend"]) for name in rankers})  # what it re-orders: the blend's top M
+        blends.update({name: dict(blends["blend"]) for name in rankers})  # what it re-orders: the blend's top M
 
-        def keep(name: str, frame: pd.DataFrame, b: int) -> None:  # name: "truth" or "variant-<variant>"
+        def keep(name: str, frame: pd.DataFrame, b: int) -> None:  # name: "truth" or "model-<model>"
             if scratch is not None and spark is not None:
                 scratch.frame(frame, name, part=b)
             else:
@@ -146,35 +146,35 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
             counts["n_train_users"] += model.n_users
             keep("truth", test[["user_id", "item_id"]], b)
             ranked = {}
-            plain = {n: w for n, w in variants.items() if n not in rankers and n not in ("genre-labels", "random")}
-            if rank_remote is not None:  # recommend.execution.engine=spark: the variants ranked on the executors
+            plain = {n: w for n, w in blends.items() if n not in rankers and n not in ("genre-labels", "random")}
+            if rank_remote is not None:  # recommend.execution.engine=spark: the blends ranked on the executors
                 frame, done = rank_remote(model, plain, users, candidates, k)
                 remote.append(frame)
                 dones.append(done)
             else:
                 ranked = {name: (model, top) for name, top in blend.recommend_many(
                     model, plain, k, rc.execution.block_users, users=users, candidates=candidates).items()}
-            if "genre-labels" in variants:
+            if "genre-labels" in blends:
                 s, has, _ = ranker.item_genre_matrix(labels, model.item_ids, rc.genre.gamma, model.genres)
                 truth = ranker.with_item_genres(model, s, has)
                 ranked["genre-labels"] = (truth, blend.recommend(truth, {"genre": 1.0}, k, rc.execution.block_users,
                                                                users=users, candidates=candidates))
-            if "random" in variants:
-                keep("variant-random", random_recs(model.user_ids[users], model.item_ids[candidates], k,
+            if "random" in blends:
+                keep("model-random", random_recs(model.user_ids[users], model.item_ids[candidates], k,
                                                         ec.seed + b + 1000 * cold_fold), b)
             for name, frame in rerank.evaluation_rank(rankers, model, train, users, cfg).items():
-                keep(f"variant-{name}", frame, b)
+                keep(f"model-{name}", frame, b)
             for name, (m, top) in ranked.items():
-                keep(f"variant-{name}", top.frame(m), b)
+                keep(f"model-{name}", top.frame(m), b)
             del model, ranked, train, held, test
         extra = dict(n_catalogue=side.n_items if cold is None else len(candidates), n_train_users=counts["n_train_users"])
-        models = _scored(variants, rows, remote, scratch, spark, k, item_genres, item_users, extra)
+        models = _scored(blends, rows, remote, scratch, spark, k, item_genres, item_users, extra)
     finally:
         for done in dones:
             done()
-    # models holds metric values only, so a reader can iterate them; each variant's blend weights sit apart
+    # models holds metric values only, so a reader can iterate them; each model's blend weights sit apart
     payload = {"primary": "rerank" if "rerank" in rankers else "blend", "protocol": ec.protocol, "k": k,
-               "variants": variants, "train_rows": counts["train_rows"], "test_rows": counts["test_rows"], "models": models}
+               "variants": blends, "train_rows": counts["train_rows"], "test_rows": counts["test_rows"], "models": models}
     if blocks.n > 1:
         payload["user_blocks"] = blocks.n
     if decision is not None:
@@ -189,13 +189,13 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
     return payload
 
 
-def _scored(variants: dict, rows: dict, remote: list, scratch, spark, k: int, item_genres, item_users, extra) -> dict:
-    """Each variant's metrics from its ranked rows (held in `rows`, or in `scratch`'s parquet files, or
+def _scored(blends: dict, rows: dict, remote: list, scratch, spark, k: int, item_genres, item_users, extra) -> dict:
+    """Each model's metrics from its ranked rows (held in `rows`, or in `scratch`'s parquet files, or
     in the `remote` Spark frames), numpy's reference without Spark."""
     if spark is None:
         test = pd.concat(rows["truth"], ignore_index=True)
-        return {name: ranking_metrics(test, pd.concat(rows[f"variant-{name}"], ignore_index=True), k, item_genres=item_genres,
-                                      item_users=item_users, **extra) for name in variants}
+        return {name: ranking_metrics(test, pd.concat(rows[f"model-{name}"], ignore_index=True), k, item_genres=item_genres,
+                                      item_users=item_users, **extra) for name in blends}
     from functools import reduce
 
     from pyspark.sql import DataFrame
@@ -204,7 +204,7 @@ def _scored(variants: dict, rows: dict, remote: list, scratch, spark, k: int, it
     def put(frame: pd.DataFrame, name: str):
         return spark.createDataFrame(frame) if scratch is None else scratch.frame(frame, name)
 
-    def kept(name: str):  # the parts `keep` handed on: one variant's rows at a time in the driver's heap
+    def kept(name: str):  # the parts `keep` handed on: one model's rows at a time in the driver's heap
         return spark.createDataFrame(pd.concat(rows[name], ignore_index=True)) if scratch is None else scratch.read(name)
 
     s_truth = kept("truth").cache()
@@ -213,10 +213,10 @@ def _scored(variants: dict, rows: dict, remote: list, scratch, spark, k: int, it
         s_genres = None if item_genres is None else put(item_genres[["item_id", "genre", "score"]], "item_genres")
         ranked_remote = reduce(DataFrame.unionByName, remote) if remote else None
         models = {}
-        for name in variants:
-            key = f"variant-{name}"
+        for name in blends:
+            key = f"model-{name}"
             local = scratch.has(key) if scratch is not None else key in rows
-            recs = (kept(key) if local else ranked_remote.where(F.col("variant") == name).drop("variant"))
+            recs = (kept(key) if local else ranked_remote.where(F.col("model") == name).drop("model"))
             models[name] = spark_ranking_metrics(s_truth, recs, k, item_users=s_users, item_genres=s_genres, **extra)
         return models
     finally:

@@ -1,4 +1,4 @@
-"""evaluate's scratch space in the lake, and the ranking of evaluation variants on Spark executors
+"""evaluate's scratch space in the lake, and the ranking of evaluation blends on Spark executors
 (recommend.execution.engine=spark)."""
 from __future__ import annotations
 
@@ -9,25 +9,25 @@ import pandas as pd
 
 from genre_lib.ranking import blend, spark_rank
 
-RANKED = "variant string, user_id string, item_id string, rank int"
+RANKED = "model string, user_id string, item_id string, rank int"
 
 
-def rank_variants(variants: dict, k: int, candidates, model, rc, _name, users: np.ndarray) -> pd.DataFrame:
-    """One block of test users ranked under every variant (RANKED rows): what the executors run."""
-    tops = blend.recommend_many(model, variants, k, rc.execution.block_users, users=users, candidates=candidates)
-    return pd.concat([blend.ranked_frame(model, t.users, t.items, t.rank.astype("int32")).assign(variant=v)[
-        ["variant", "user_id", "item_id", "rank"]] for v, t in tops.items()], ignore_index=True)
+def rank_blends(blends: dict, k: int, candidates, model, rc, _name, users: np.ndarray) -> pd.DataFrame:
+    """One block of test users ranked under every model (RANKED rows): what the executors run."""
+    tops = blend.recommend_many(model, blends, k, rc.execution.block_users, users=users, candidates=candidates)
+    return pd.concat([blend.ranked_frame(model, t.users, t.items, t.rank.astype("int32")).assign(model=v)[
+        ["model", "user_id", "item_id", "rank"]] for v, t in tops.items()], ignore_index=True)
 
 
-def spark_variants(ctx) -> Callable:
+def remote_ranker(ctx) -> Callable:
     """evaluate's `rank_remote` for recommend.execution.engine=spark: the refit model goes to the executors as
-    the recommend stage's does (spark_rank.py), every variant's top k comes back as one frame,
+    the recommend stage's does (spark_rank.py), every model's top k comes back as one frame,
     materialised once in the lake's scratch space and removed by `done`."""
     from functools import partial
 
-    def rank_remote(model, variants, users, candidates, k):
+    def rank_remote(model, blends, users, candidates, k):
         frame, drop_model = spark_rank.rank(ctx, [(None, model, ctx.cfg.recommend, users)],
-                                            partial(rank_variants, variants, k, candidates), RANKED)
+                                            partial(rank_blends, blends, k, candidates), RANKED)
         scratch = Scratch(ctx)
         try:
             frame.write.parquet(scratch.uri("ranked"))
@@ -41,7 +41,7 @@ def spark_variants(ctx) -> Callable:
 class Scratch:
     """evaluate's scratch space in the lake, `_artifacts/evaluate/ds=<D>/<uuid>/`, removed by `remove`.
     `frame` hands a pandas frame to Spark as a parquet file there: createDataFrame would keep every row
-    in the driver's JVM heap (at ML-25M shape the test split and a variant's rows ran 2 GB out); a
+    in the driver's JVM heap (at ML-25M shape the test split and a model's rows ran 2 GB out); a
     name's `part`s (one per block of users) are files of one folder, `read` as one frame."""
 
     def __init__(self, ctx):

@@ -9,7 +9,7 @@ from genre_lib.datasets.source import source_for
 from genre_lib.evaluation import cold_eval
 from genre_lib.evaluation.offline import evaluate_blocks
 from genre_lib.evaluation.results import log_to_mlflow
-from genre_lib.evaluation.scratch import Scratch, spark_variants
+from genre_lib.evaluation.scratch import Scratch, remote_ranker
 from genre_lib.lake.catalogue import Catalogue
 from genre_lib.lake.user_blocks import UserBlocks
 
@@ -33,7 +33,7 @@ def run(ctx) -> dict:
     item_genres = ctx.lake.read_pandas("item_genres", genres_ds) if genres_ds else None
     cold = cfg.eval.protocol == "cold_items"
     rescore = (lambda ids: cold_eval.rescore_hiding_labels(ctx, set(ids))) if cold else None
-    remote = spark_variants(ctx) if cfg.recommend.execution.engine == "spark" else None
+    remote = remote_ranker(ctx) if cfg.recommend.execution.engine == "spark" else None
 
     def one_fold(fold: int) -> dict:
         scratch = Scratch(ctx)
