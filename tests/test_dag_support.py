@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from genre_lib.lake.storage import SUCCESS, Lake, recording_reads
+from genre_lib.lake.reads import recording_reads
+from genre_lib.lake.storage import SUCCESS, Lake
 
 D1, D2 = "2026-11-21", "2026-11-22"
 

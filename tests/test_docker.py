@@ -573,6 +573,11 @@ def test_gpu_services(compose, services):
         assert "/whl/cpu" not in index, f"{name}: built with CPU torch ({index})"
     queues = [arg(command(s), "--queues").split(",") for s in gpu.values() if is_celery_worker(s)]
     assert any("gpu" in q for q in queues), "no GPU Celery worker on the queue gpu"
+    # the DAG sends the torch stages there when GENRE_TORCH_QUEUE names it (tests/test_dag.py): every
+    # Airflow service gets the variable, and the README says which value the GPU worker serves
+    airflow = [n for n in services if n.startswith("airflow")]
+    assert airflow and all("GENRE_TORCH_QUEUE" in environment(services[n]) for n in airflow), airflow
+    assert "GENRE_TORCH_QUEUE=gpu" in (ROOT / "README.md").read_text()
     opts = [environment(s).get("SPARK_WORKER_OPTS", "") for s in gpu.values() if spark_role(s) == "Worker"]
     assert opts and all("spark.worker.resource.gpu.amount" in o for o in opts)
     script = re.search(r"spark\.worker\.resource\.gpu\.discoveryScript=(\S+)", opts[0]).group(1)

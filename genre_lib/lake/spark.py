@@ -1,11 +1,14 @@
-"""The Spark session of a job."""
+"""The Spark session of a job, and a frame cast to a table's contract for Spark's writes."""
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+
 from genre_lib.config.settings import PipelineConfig
+from genre_lib.lake.tables import schema
 
 
 # A driver JVM out of heap exits at once (the Python side then fails) instead of limping on and
@@ -60,3 +63,21 @@ def ship_package(spark) -> None:
             z.write(f, f.relative_to(pkg.parent).as_posix())
     sc.addPyFile(str(zpath))
     sc._genre_lib_shipped = True
+
+
+_ARROW_TO_SPARK = {
+    pa.string(): "string", pa.float64(): "double", pa.float32(): "float", pa.int32(): "int",
+    pa.int64(): "bigint", pa.timestamp("us", tz="UTC"): "timestamp",
+    pa.list_(pa.string()): "array<string>", pa.list_(pa.float32()): "array<float>",
+}
+
+
+def to_contract(sdf, table: str, keep: tuple[str, ...] = ()):
+    """Select and cast a Spark frame's columns to the table's schema, in contract order."""
+    from pyspark.sql import functions as F
+
+    contract = schema(table)
+    missing = [f.name for f in contract if f.name not in sdf.columns]
+    if missing:
+        raise ValueError(f"{table}: frame lacks columns {missing}")
+    return sdf.select(*[F.col(f.name).cast(_ARROW_TO_SPARK[f.type]).alias(f.name) for f in contract], *keep)

@@ -31,6 +31,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from genre_lib.lake.reads import note_read
 from genre_lib.lake.tables import TABLES, schema
 
 SUCCESS = "_SUCCESS"
@@ -46,33 +47,6 @@ def _fault_point(name: str) -> None:
     SIGKILL here, at the most delicate moments of a commit, which random kill times rarely hit."""
     if os.environ.get("GENRE_FAULT_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-@dataclass(frozen=True)
-class PartitionRead:
-    """A committed partition a stage read: what its MLflow child run logs as an input dataset."""
-    table: str
-    ds: str
-    lake: str               # the lake root it was read from
-    path: str               # the partition's URI
-    manifest_sha256: str    # of the _SUCCESS manifest as read: names the exact commit
-    rows: int
-    producer_run_id: str
-
-
-_reads: Optional[list[PartitionRead]] = None
-
-
-@contextlib.contextmanager
-def recording_reads() -> Iterator[list[PartitionRead]]:
-    """While active, every `Lake.read_pandas` and `Lake.spark_paths` in this process notes the
-    partitions it reads (each once) in the yielded list."""
-    global _reads
-    outer, _reads = _reads, []
-    try:
-        yield _reads
-    finally:
-        _reads = outer
 
 
 @functools.lru_cache(maxsize=16)
@@ -190,14 +164,7 @@ class Lake:
         return out
 
     def _record_read(self, table: str, ds: dt.date | str, raw: bytes) -> None:
-        """Note a committed partition this process reads (its manifest as read), while
-        `recording_reads` is active."""
-        if _reads is None or any(r.table == table and r.ds == str(ds) and r.lake == self.root for r in _reads):
-            return
-        man = json.loads(raw)
-        _reads.append(PartitionRead(table, str(ds), self.root, self.uri(table, f"ds={ds}"),
-                                    hashlib.sha256(raw).hexdigest(), int(man.get("row_count", -1)),
-                                    str(man.get("run_id", ""))))
+        note_read(table, str(ds), self.root, self.uri(table, f"ds={ds}"), raw)
 
     # --- writing -------------------------------------------------------------------------------
     def staging(self, table: str, ds: dt.date | str) -> str:
@@ -274,6 +241,8 @@ class Lake:
         return self.commit(table, ds, staged, {"row_count": self.count_rows(staged), **manifest})
 
     def spark_write(self, table: str, sdf, staged: str, partition_by: Optional[str] = None, mode: str = "overwrite") -> None:
+        from genre_lib.lake.spark import to_contract
+
         writer = to_contract(sdf, table, keep=(partition_by,) if partition_by else ()).write.mode(mode)
         if partition_by:
             writer = writer.partitionBy(partition_by)
@@ -359,21 +328,3 @@ class Lake:
         for name in self._data_files(folder):
             self.fs.move(f"{folder}/{name}", f"{attempt}/{name}")
         return attempt
-
-
-_ARROW_TO_SPARK = {
-    pa.string(): "string", pa.float64(): "double", pa.float32(): "float", pa.int32(): "int",
-    pa.int64(): "bigint", pa.timestamp("us", tz="UTC"): "timestamp",
-    pa.list_(pa.string()): "array<string>", pa.list_(pa.float32()): "array<float>",
-}
-
-
-def to_contract(sdf, table: str, keep: tuple[str, ...] = ()):
-    """Select and cast a Spark frame's columns to the table's schema, in contract order."""
-    from pyspark.sql import functions as F
-
-    contract = schema(table)
-    missing = [f.name for f in contract if f.name not in sdf.columns]
-    if missing:
-        raise ValueError(f"{table}: frame lacks columns {missing}")
-    return sdf.select(*[F.col(f.name).cast(_ARROW_TO_SPARK[f.type]).alias(f.name) for f in contract], *keep)

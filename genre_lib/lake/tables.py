@@ -15,57 +15,70 @@ _vec = pa.list_(pa.float32())
 @dataclass(frozen=True)
 class Table:
     """One table of the contract: its name, the stage that writes it, its schema version and its
-    Arrow schema (None for a JSON document such as the evaluation report)."""
+    Arrow schema (None for a JSON document such as the evaluation report). `keep_nights`: how many of
+    its newest committed nights the maintenance step keeps (genre_lib/lake/retention.py); None: all."""
     name: str
     stage: str
     version: int
     schema: Optional[pa.Schema]
+    keep_nights: Optional[int] = None
+
+
+SNAPSHOT_NIGHTS = 7   # a table rebuilt whole each night: a week to compare nights and to roll back
+RECORD_NIGHTS = 400   # a small per-night record: over a year, for year-on-year comparison
 
 
 def _declare(*tables: Table) -> dict[str, Table]:
+    for t in tables:
+        if t.keep_nights is not None and t.keep_nights < 1:  # the newest night always stays
+            raise ValueError(f"table {t.name}: keep_nights {t.keep_nights} (None or at least 1)")
     return {t.name: t for t in tables}
 
 
-# Every table, in pipeline order, with its writer stage. Ids are strings whatever the source.
+# Every table, in pipeline order, with its writer stage and retention. Ids are strings whatever the
+# source. A history table keeps at least the longest `genres.lookback_days` of any profile (None while
+# a profile reads every night; tests/test_retention.py holds the rule); a snapshot rebuilt each night
+# keeps a week, enough to compare and to roll back; small records keep more than a year.
 TABLES: dict[str, Table] = _declare(
     Table("interactions_clean", "clean_interactions", 1, pa.schema([
         ("user_id", pa.string()), ("item_id", pa.string()), ("event", pa.string()),
         ("rating", pa.float64()), ("ts", pa.timestamp("us", tz="UTC")),
-    ])),
+    ]), keep_nights=None),  # history (genre_lib/lake/history.py): every night a profile's window may read
     Table("interactions_quarantine", "clean_interactions", 1, pa.schema([
         ("user_id", pa.string()), ("item_id", pa.string()), ("event", pa.string()),
         ("rating", pa.string()), ("ts", pa.string()), ("raw", pa.string()),
         ("source_file", pa.string()), ("reason", pa.string()), ("run_id", pa.string()),
-    ])),
+    ]), keep_nights=None),  # the other half of the clean/quarantine reconciliation: kept as long as the history
     Table("items_clean", "clean_interactions", 1, pa.schema([
         ("item_id", pa.string()), ("title", pa.string()), ("description", pa.string()),
         ("genres", pa.list_(pa.string())), ("tags", pa.string()),
-    ])),
-    Table("genre_vocab", "genre_weights", 1, pa.schema([("genre", pa.string()), ("genre_index", pa.int32())])),
+    ]), keep_nights=SNAPSHOT_NIGHTS),
+    Table("genre_vocab", "genre_weights", 1, pa.schema([("genre", pa.string()), ("genre_index", pa.int32())]),
+          keep_nights=SNAPSHOT_NIGHTS),  # a night extends the one before it (index order)
     Table("user_genre_weights", "genre_weights", 1, pa.schema([
         ("user_id", pa.string()), ("genre", pa.string()), ("count", pa.float64()),
         ("weight", pa.float64()), ("rank", pa.int32()),
-    ])),
+    ]), keep_nights=SNAPSHOT_NIGHTS),
     Table("item_genres", "genre_weights", 1, pa.schema([
         ("item_id", pa.string()), ("genre", pa.string()), ("score", pa.float64()),
-    ])),
+    ]), keep_nights=SNAPSHOT_NIGHTS),
     Table("item_embeddings", "embed_texts", 1, pa.schema([
         ("item_id", pa.string()), ("text_hash", pa.string()), ("model_id", pa.string()),
         ("dim", pa.int32()), ("vector", _vec),
-    ])),
+    ]), keep_nights=SNAPSHOT_NIGHTS),  # >= 2: embed_texts' cache is the night before's vectors
     Table("item_genre_scores", "train_classifier", 1, pa.schema([
         ("item_id", pa.string()), ("genre", pa.string()), ("probability", pa.float64()),
         ("source", pa.string()),  # 'labelled' or 'predicted'
-    ])),
+    ]), keep_nights=SNAPSHOT_NIGHTS),
     Table("recommendations", "recommend", 3, pa.schema([
         ("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
         ("score", pa.float64()), ("genre_score", pa.float64()), ("content_score", pa.float64()),
         ("cf_score", pa.float64()), ("popularity_score", pa.float64()), ("reason", pa.string()),
         ("genre_r", pa.float64()),  # R(u,i) from the night's user_genre_weights and item_genre_scores
         ("variant", pa.string()),  # the user's A/B variant (genre_lib/ranking/ab.py); null without A/B
-    ])),
-    Table("evaluation", "evaluate", 1, None),  # metrics.json
-    Table("publish_log", "publish", 1, None),  # decision.json: the gate, and what was switched in
+    ]), keep_nights=SNAPSHOT_NIGHTS),  # the served night is protected by the caller whatever its age
+    Table("evaluation", "evaluate", 1, None, keep_nights=RECORD_NIGHTS),  # metrics.json
+    Table("publish_log", "publish", 1, None, keep_nights=RECORD_NIGHTS),  # decision.json: the gate, what went live
 )
 
 
@@ -86,7 +99,7 @@ class Stage:
     """One stage of genre_nightly: its name is its job (`jobs/<name>.py`) and its module
     (`genre_lib.stages.<name>`, whose `run(ctx)` does the work); it writes the tables that name it
     as their stage. `runs`: spark (spark-submit in the `spark` pool), torch (Python in the `gpu`
-    pool and, under Celery, on the `gpu` queue) or python."""
+    pool; under Celery on the queue GENRE_TORCH_QUEUE names) or python."""
     name: str
     doc: str
     reads: tuple[str, ...]  # lake tables; its own (an earlier night's) for a stage that carries state over
@@ -101,10 +114,6 @@ class Stage:
     @property
     def pool(self) -> str:
         return {"spark": "spark", "torch": "gpu"}.get(self.runs, "default_pool")
-
-    @property
-    def timeout(self) -> timedelta:
-        return timedelta(minutes=self.timeout_min)
 
     @property
     def writes(self) -> list[str]:

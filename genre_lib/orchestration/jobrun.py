@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
 from genre_lib.config.settings import ConfigError, PipelineConfig, load_config, parse_run_date, resolve_path
-from genre_lib.lake.storage import Lake, recording_reads
+from genre_lib.lake.reads import recording_reads
+from genre_lib.lake.storage import Lake
 from genre_lib.lake.tables import STAGE_SPECS
 from genre_lib.orchestration.pipeline import preflight
 

@@ -70,6 +70,6 @@ def rank(ctx, arms: list, score: Callable, ddl: Optional[str] = None):
 
 
 def _ddl() -> str:
-    from genre_lib.lake.storage import _ARROW_TO_SPARK
+    from genre_lib.lake.spark import _ARROW_TO_SPARK
 
     return ", ".join(f"{f.name} {_ARROW_TO_SPARK[f.type]}" for f in schema("recommendations"))

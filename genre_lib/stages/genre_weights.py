@@ -14,7 +14,8 @@ import pandas as pd
 
 from genre_lib.config.data import GenresConfig
 from genre_lib.lake.history import history_dates
-from genre_lib.lake.storage import Lake, to_contract
+from genre_lib.lake.spark import to_contract
+from genre_lib.lake.storage import Lake
 
 
 def genre_vocab(items: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
