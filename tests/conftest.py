@@ -62,6 +62,20 @@ def spark():
     s.stop()
 
 
+@pytest.fixture(scope="module")
+def s3():
+    """An S3 API server on 127.0.0.1 (tests/s3_server.py) for one test module, this process pointed at it."""
+    from tests.s3_server import S3Server, restore_env, set_env
+
+    server = S3Server()
+    old = set_env(server)
+    try:
+        yield server
+    finally:
+        restore_env(old)
+        server.stop()
+
+
 # The tiny random-weight BERT of the encoder and classifier tests.
 WORDS = ["the", "a", "of", "and", "film", "movie", "story", "drama", "comedy", "action", "love",
          "war", "space", "crime", "family", "music", "horror", "night", "city", "hero"]

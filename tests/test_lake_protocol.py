@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 
 from genre_lib.lake.storage import ATTEMPT, SUCCESS, Lake, pyarrow_uri, spark_uri
-from tests.s3_server import S3Server, restore_env, set_env
 
 ROOT = Path(__file__).resolve().parent.parent
 M = {"run_id": "r1", "config_hash": "h"}
@@ -31,17 +30,6 @@ def attempts(lake: Lake, table: str = "items_clean", ds: str = D) -> list[str]:
 
     infos = lake.fs.get_file_info(pafs.FileSelector(lake.partition(table, ds), allow_not_found=True))
     return sorted(i.base_name for i in infos if i.base_name.startswith(ATTEMPT))
-
-
-@pytest.fixture(scope="module")
-def s3():
-    server = S3Server()
-    old = set_env(server)
-    try:
-        yield server
-    finally:
-        restore_env(old)
-        server.stop()
 
 
 @pytest.fixture(params=["local", "s3"])

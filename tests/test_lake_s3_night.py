@@ -8,29 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from genre_lib.lake.copy import copy
 from genre_lib.lake.storage import Lake
 from genre_lib.lake.tables import STAGE_SPECS, TABLES
 from genre_lib.serve.events import ObjectLogPublisher
 from tests.reliability.harness import Workspace
-from tests.s3_server import S3Server, restore_env, set_env
 
 D = "2026-11-22"
 SPARK = [s for s, spec in STAGE_SPECS.items() if s in ("clean_interactions", "genre_weights")]
 PYARROW = ["embed_texts", "train_classifier", "recommend", "evaluate", "publish"]
-
-
-@pytest.fixture(scope="module")
-def s3():
-    server = S3Server()
-    old = set_env(server)
-    try:
-        yield server
-    finally:
-        restore_env(old)
-        server.stop()
 
 
 def exact(lake: Lake, table: str, ds: str):
