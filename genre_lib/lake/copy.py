@@ -7,10 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Iterable, Optional
 
-from genre_lib.lake.storage import Lake
+from genre_lib.lake.storage import COMMIT_KEYS, Lake
 from genre_lib.lake.tables import TABLES
-
-KEPT_BY_COMMIT = ("table", "ds", "schema_version", "committed_at", "attempt", "files")  # the target's own
 
 
 def copy_partition(src: Lake, dst: Lake, table: str, ds: str) -> dict:
@@ -20,7 +18,8 @@ def copy_partition(src: Lake, dst: Lake, table: str, ds: str) -> dict:
         with src.fs.open_input_stream(path) as fin, dst.fs.open_output_stream(f"{attempt}/{path.rsplit('/', 1)[-1]}") as fout:
             while chunk := fin.read(1 << 24):
                 fout.write(chunk)
-    return dst.commit(table, ds, attempt, {k: v for k, v in man.items() if k not in KEPT_BY_COMMIT})
+    # the target's commit sets its own COMMIT_KEYS; the rest (run id, row count, config hash...) is kept
+    return dst.commit(table, ds, attempt, {k: v for k, v in man.items() if k not in COMMIT_KEYS})
 
 
 def copy(src: Lake, dst: Lake, tables: Optional[Iterable[str]] = None, dates: Optional[Iterable[str]] = None) -> int:

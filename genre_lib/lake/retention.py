@@ -134,26 +134,16 @@ def _remove_partition(lake: Lake, r: Removal) -> bool:
 
 
 def _remove_scratch(lake: Lake, r: Removal) -> bool:
-    local = isinstance(lake.fs, pafs.LocalFileSystem)
-    try:
-        if r.kind == "empty":
-            if not local:
-                return False
-            os.rmdir(r.path)  # not delete_dir: a run that began meanwhile keeps its folder
-        elif lake.fs.get_file_info(r.path).type == pafs.FileType.File:  # recommend's model artifact, <run>.pkl
-            lake.fs.delete_file(r.path)
-        else:
-            lake.fs.delete_dir(r.path)
+    parts = tuple(r.path[len(lake.path()):].strip("/").split("/"))
+    if r.kind == "empty":  # rmdir only: a run that began meanwhile keeps its folder
+        if not isinstance(lake.fs, pafs.LocalFileSystem):
+            return False
+        lake.remove_empty(parts)
+        return not os.path.isdir(r.path)
+    try:  # a dead run's folder, or recommend's model artifact <run>.pkl; then the folders it left empty
+        lake.remove_scratch(parts)
     except OSError:
         return False
-    if local:  # the night and stage folders and _artifacts itself, each only if now empty
-        parent, top = os.path.dirname(r.path), lake.path(SCRATCH)
-        while len(parent) >= len(top):
-            try:
-                os.rmdir(parent)
-            except OSError:
-                break
-            parent = os.path.dirname(parent)
     return True
 
 

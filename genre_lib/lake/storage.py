@@ -36,6 +36,8 @@ from genre_lib.lake.tables import TABLES, schema
 
 SUCCESS = "_SUCCESS"
 ATTEMPT = "_attempt-"
+# the manifest keys `commit` sets itself; a writer passes the rest (row_count, run_id, config_hash, ...)
+COMMIT_KEYS = ("table", "ds", "schema_version", "committed_at", "attempt", "files")
 # a superseded attempt stays this long after the switch, for readers that began before it
 GRACE_S = float(os.environ.get("GENRE_LAKE_GRACE_S", "3600"))
 
@@ -111,7 +113,8 @@ class Lake:
         return json.loads(self._manifest_bytes(table, ds))
 
     def require(self, table: str, ds: dt.date | str) -> str:
-        if str(ds) not in self.committed(table):
+        """The partition's path, when committed: one look at its manifest, not a listing of the table."""
+        if self.fs.get_file_info(f"{self.partition(table, ds)}/{SUCCESS}").type != pafs.FileType.File:
             raise FileNotFoundError(f"table {table} has no committed partition ds={ds} under {self.root}")
         return self.partition(table, ds)
 
@@ -272,10 +275,18 @@ class Lake:
         return ("_artifacts", stage, f"ds={ds}", uuid.uuid4().hex)
 
     def remove_scratch(self, parts: tuple[str, ...]) -> None:
-        if self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound:
+        """Delete a scratch entry (a run's folder or file), then the folders above it that it left empty."""
+        kind = self.fs.get_file_info(self.path(*parts)).type
+        if kind == pafs.FileType.Directory:
             self.fs.delete_dir(self.path(*parts))
+        elif kind == pafs.FileType.File:
+            self.fs.delete_file(self.path(*parts))
+        self.remove_empty(parts[:-1])
+
+    def remove_empty(self, parts: tuple[str, ...]) -> None:
+        """The folder `parts` and each one above it, as long as it is empty (ds=<D>, <stage>, _artifacts)."""
         if isinstance(self.fs, pafs.LocalFileSystem):  # object stores keep no empty folders
-            for n in range(len(parts) - 1, 0, -1):  # ds=<D>, <stage>, _artifacts: each only if empty
+            for n in range(len(parts), 0, -1):
                 try:  # rmdir, not delete_dir: a concurrent run's fresh folder inside is left alone
                     os.rmdir(self.path(*parts[:n]))
                 except OSError:
