@@ -4,7 +4,7 @@
     fit_items(blocks, catalogue, rc, rating_max) -> Model      the item side, summed over user blocks
     fit_users(items, interactions, user_weights, rc, gc, rating_max) -> Model   one block's users on it
 
-fit is fit_items over one block then fit_users; recommend.py scores and ranks a Model.
+fit is fit_items over one block then fit_users; blend.py scores and ranks a Model.
 """
 from __future__ import annotations
 
