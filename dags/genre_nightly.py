@@ -49,6 +49,7 @@ def stage_operator(name: str):
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=support.dagrun_timeout(),
+    deadline=support.deadline(),  # a night not done in time is told (GENRE_DEADLINE_MIN)
     render_template_as_native_obj=True,  # ARGS renders to the list spark-submit gets
     default_args=support.default_args(),  # retries with backoff, timeout, on_failure_callback
     params=nightly_params(),
@@ -63,15 +64,28 @@ def genre_nightly():
 
         return resolve(dict(params), run_id, logical_date)
 
+    # after the night, whatever its outcome: expired lake partitions, MLflow runs and model versions,
+    # Airflow metadata (the served night and tonight protected)
+    @task(trigger_rule="all_done", retries=0, execution_timeout=support.timeout("maintain"),
+          doc_md=support.task_doc("maintain"))
+    def maintain(params=None, run_id=None, ti=None) -> dict:
+        from genre_lib.orchestration.maintenance import nightly_task
+
+        return nightly_task(dict(params), ti.xcom_pull(task_ids="resolve_run") or {}, run_id)
+
+    # the night's verdict: the parent run closed, one alert when anything went wrong, red unless published
     @task(trigger_rule="all_done", retries=0, execution_timeout=support.timeout("finish_run"),
           doc_md=support.task_doc("finish_run"))
-    def finish_run(params=None, run_id=None, ti=None) -> str:
-        from genre_lib.orchestration.pipeline import finish_run as finish
+    def finish_run(params=None, run_id=None, ti=None, dag=None) -> str:
+        from airflow.sdk import get_current_context
+
+        from genre_lib.orchestration.alerts import finish_run as finish
 
         resolved = ti.xcom_pull(task_ids="resolve_run") or {}
-        return finish(dict(params), run_id, resolved.get("stages"), resolved.get("overrides"))
+        return finish(dict(params), run_id, resolved.get("stages"), resolved.get("overrides"),
+                      resolved.get("run_date", ""), dag.dag_id, get_current_context())
 
-    start, end = resolve_run(), finish_run()
+    start, tidy, end = resolve_run(), maintain(), finish_run()
     stages = {name: stage_operator(name) for name in STAGE_SPECS}
     for name, spec in STAGE_SPECS.items():
         for up in spec.upstream:
@@ -79,7 +93,7 @@ def genre_nightly():
         if not spec.upstream:
             start >> stages[name]
     # the night ends after every stage nothing else reads from (today publish: the gate, then serving)
-    [stages[n] for n in STAGE_SPECS if not any(n in s.upstream for s in STAGE_SPECS.values())] >> end
+    [stages[n] for n in STAGE_SPECS if not any(n in s.upstream for s in STAGE_SPECS.values())] >> tidy >> end
 
 
 genre_nightly()

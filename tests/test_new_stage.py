@@ -61,7 +61,9 @@ def test_the_dag_derives_the_new_stage(declared, tmp_path, monkeypatch):
     assert task.pool == "default_pool" and task.bash_command.split()[1].endswith("jobs/genre_mix.py")
     assert "`<lake.root>/genre_mix/ds=<run_date>/`" in task.doc_md and "`recommendations`" in task.doc_md
     assert [a.uri for a in task.outlets] == ["genre://lake/genre_mix"]
-    assert dag.get_task("finish_run").upstream_task_ids == {"publish", "genre_mix"}  # both end the night
+    # both end the night: maintenance follows them, then the verdict
+    assert dag.get_task("maintain").upstream_task_ids == {"publish", "genre_mix"}
+    assert dag.get_task("finish_run").upstream_task_ids == {"maintain"}
 
 
 def test_the_job_runner_runs_the_declared_module(declared, tmp_path):

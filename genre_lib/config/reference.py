@@ -46,9 +46,16 @@ ENV_VARS: dict[str, tuple[EnvVar, ...]] = {
                "When set, every read API request needs the header X-API-Key with this value."),
         EnvVar("GENRE_GPU_POOL_SLOTS", "1", "genre_lib/orchestration/dag_support.py (make airflow-init, airflow-pools)",
                "Slots of the Airflow pool gpu, where the torch stages (embed, classifier) run."),
-        EnvVar("GENRE_NOTIFIER_CONN", "unset: no notification", "genre_lib/orchestration/failures.py (every task's "
-               "failure callback)", "Airflow connection (smtp, or an http(s) webhook) notified when a task fails "
-               "after its last retry; the failure is recorded in MLflow either way."),
+        EnvVar("GENRE_DEADLINE_MIN", "unset: no deadline", "genre_lib/orchestration/dag_support.py (genre_nightly's "
+               "Deadline Alert)", "Minutes after a night's run is queued by which it must be done; a night still "
+               "running then is told once through GENRE_NOTIFIER_CONN."),
+        EnvVar("GENRE_MLFLOW_UI_URL", "http://127.0.0.1:5000", "genre_lib/orchestration/alerts.py",
+               "The MLflow UI an alert links the night's parent run in."),
+        EnvVar("GENRE_NOTIFIER_CONN", "unset: no notification", "genre_lib/orchestration/alerts.py (finish_run's "
+               "verdict, the deadline alert; failures.py for genre_tuning)", "Airflow connection (smtp: the smtp "
+               "provider's SmtpNotifier to the extra's `to`; http or https: the http provider's HttpNotifier, a JSON "
+               "POST to the extra's `endpoint`) told once per night that failed, was refused, stopped by a blocking "
+               "check, had a failed warning check or missed its deadline."),
         EnvVar("GENRE_PROGRESS_S", "30", "genre_lib/orchestration/progress.py (every job)",
                "Seconds between progress lines (heartbeat, epochs) in the task log; at least 0.5."),
         EnvVar("GENRE_PSEUDONYM_KEY", "unset", "genre_lib/lake/pseudonym.py (recommend), genre_lib/serve/api.py; "

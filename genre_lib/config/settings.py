@@ -19,6 +19,7 @@ from genre_lib.config.data import CleanConfig, DataConfig, GenresConfig, LakeCon
 from genre_lib.config.experiments import TUNABLE, AbConfig, AbVariant, EvalConfig, SpaceSpec, TuningConfig  # noqa: F401
 from genre_lib.config.models import ClassifierConfig, EncoderConfig  # noqa: F401
 from genre_lib.config.moved import MOVED, check_key, check_raw, moved_message
+from genre_lib.config.operations import ChecksConfig, MaintenanceConfig
 from genre_lib.config.ranking import RecommendConfig, RerankConfig
 from genre_lib.config.runtime import MlflowConfig, PublishConfig, SparkConfig
 
@@ -43,8 +44,13 @@ class PipelineConfig(_Section):
     eval: EvalConfig = Field(EvalConfig(), description="Offline evaluation (the evaluate stage).")
     spark: SparkConfig = Field(SparkConfig(), description="The Spark sessions of the jobs.")
     mlflow: MlflowConfig = Field(MlflowConfig(), description="Where runs, metrics and models are tracked.")
+    checks: ChecksConfig = Field(ChecksConfig(), description="Data checks on each night's inputs (after clean) "
+                                 "and outputs (before publish), each blocking or a warning.")
     publish: PublishConfig = Field(PublishConfig(), description="The publish gate, the serving store and the "
                                    "recommendations-ready event.")
+    maintenance: MaintenanceConfig = Field(MaintenanceConfig(), description="What the maintenance task after each "
+                                           "night removes: expired lake partitions, old MLflow runs and model "
+                                           "versions, old Airflow metadata.")
     tuning: TuningConfig = Field(default_factory=TuningConfig, description="Hyperparameter tuning (the "
                                  "genre_tuning DAG).")
 

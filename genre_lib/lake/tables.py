@@ -28,6 +28,13 @@ SNAPSHOT_NIGHTS = 7   # a table rebuilt whole each night: a week to compare nigh
 RECORD_NIGHTS = 400   # a small per-night record: over a year, for year-on-year comparison
 
 
+_CHECKS = pa.schema([
+        ("night", pa.string()), ("check", pa.string()), ("scope", pa.string()), ("value", pa.float64()),
+        ("lower", pa.float64()), ("upper", pa.float64()), ("passed", pa.bool_()), ("severity", pa.string()),
+        ("message", pa.string()), ("detail", pa.string()),  # detail: JSON a later night compares with
+    ])  # one row per data check of a night (genre_lib/checks/)
+
+
 def _declare(*tables: Table) -> dict[str, Table]:
     for t in tables:
         if t.keep_nights is not None and t.keep_nights < 1:  # the newest night always stays
@@ -53,6 +60,7 @@ TABLES: dict[str, Table] = _declare(
         ("item_id", pa.string()), ("title", pa.string()), ("description", pa.string()),
         ("genres", pa.list_(pa.string())), ("tags", pa.string()),
     ]), keep_nights=SNAPSHOT_NIGHTS),
+    Table("input_checks", "check_inputs", 1, _CHECKS, keep_nights=RECORD_NIGHTS),
     Table("genre_vocab", "genre_weights", 1, pa.schema([("genre", pa.string()), ("genre_index", pa.int32())]),
           keep_nights=SNAPSHOT_NIGHTS),  # a night extends the one before it (index order)
     Table("user_genre_weights", "genre_weights", 1, pa.schema([
@@ -77,6 +85,7 @@ TABLES: dict[str, Table] = _declare(
         ("genre_r", pa.float64()),  # R(u,i) from the night's user_genre_weights and item_genre_scores
         ("variant", pa.string()),  # the user's A/B variant (genre_lib/ranking/ab.py); null without A/B
     ]), keep_nights=SNAPSHOT_NIGHTS),  # the served night is protected by the caller whatever its age
+    Table("output_checks", "check_outputs", 1, _CHECKS, keep_nights=RECORD_NIGHTS),
     Table("evaluation", "evaluate", 1, None, keep_nights=RECORD_NIGHTS),  # metrics.json
     Table("publish_log", "publish", 1, None, keep_nights=RECORD_NIGHTS),  # decision.json: the gate, what went live
 )
@@ -146,6 +155,9 @@ STAGE_SPECS: dict[str, Stage] = _declare_stages(
           ("interactions_clean",), "spark", 60,  # interactions_clean: only which days are committed (catch-up)
           "raw interaction files and the item catalogue under `data.path` (nights D - `clean.late_days` .. D; "
           "on a new lake every earlier raw day)"),
+    Stage("check_inputs", "tonight's clean interactions, quarantine and catalogue against the contract and the "
+                          "trailing nights -> input_checks",
+          ("interactions_clean", "items_clean", "input_checks"), "python", 20),
     Stage("genre_weights", "interactions_clean history -> user_genre_weights, item_genres, genre_vocab",
           ("interactions_clean", "items_clean", "genre_vocab"), "spark", 60),
     Stage("embed_texts", "items_clean -> item_embeddings, re-embedding only texts not seen before",
@@ -157,13 +169,16 @@ STAGE_SPECS: dict[str, Stage] = _declare_stages(
           ("interactions_clean", "items_clean", "user_genre_weights", "item_genre_scores", "item_genres",
            "item_embeddings"), "spark", 120,
           "with `rerank.retrain_days` > 1, the `genre-reranker` versions in the MLflow model registry"),
+    Stage("check_outputs", "tonight's recommendations against the contract and the trailing nights (rows per "
+                           "user, coverage, genre-mix drift) -> output_checks",
+          ("recommendations", "items_clean", "output_checks"), "python", 20),
     Stage("evaluate", "split the history (eval.protocol), fit on train only, compare the blend with its "
                       "ablations -> evaluation",
           ("interactions_clean", "items_clean", "genre_vocab", "item_genre_scores", "item_genres",
            "item_embeddings", "recommendations"), "spark", 60),  # recommendations: for the HTML report
-    Stage("publish", "the quality gate, then the night into the serving store (atomic switch) and a "
-                     "\"recommendations ready\" event -> publish_log",
-          ("evaluation", "recommendations", "items_clean"), "python", 30,
+    Stage("publish", "the quality gate (metrics and blocking data checks), then the night into the serving store "
+                     "(atomic switch) and a \"recommendations ready\" event -> publish_log",
+          ("evaluation", "recommendations", "items_clean", "input_checks", "output_checks"), "python", 30,
           "the serving store's current version (`publish.store`)"),
 )
 STAGES: list[str] = list(STAGE_SPECS)

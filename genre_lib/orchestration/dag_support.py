@@ -48,7 +48,7 @@ POOLS = {"spark": ("GENRE_SPARK_POOL_SLOTS", 2, "genre Spark stages (spark-submi
          "gpu": ("GENRE_GPU_POOL_SLOTS", 1, "genre torch stages (encoder, classifier): one accelerator")}
 
 # minutes, for the tasks that are not stages (the stages declare theirs in tables.STAGE_SPECS)
-TIMEOUT_MIN = {"resolve_run": 10, "finish_run": 10, "tune": 480}
+TIMEOUT_MIN = {"resolve_run": 10, "maintain": 60, "finish_run": 10, "tune": 480}
 DEFAULT_TIMEOUT_MIN = 120
 DAGRUN_TIMEOUT_H = 12  # a night must be done well before the next one starts
 
@@ -65,6 +65,21 @@ def timeout(task_id: str) -> timedelta:
 
 def dagrun_timeout() -> timedelta:
     return timedelta(hours=DAGRUN_TIMEOUT_H * _scale())
+
+
+def deadline():
+    """genre_nightly's Deadline Alert: with GENRE_DEADLINE_MIN set, a night not done that many minutes
+    after its run was queued is told once (alerts.deadline_missed, run by the triggerer); None without."""
+    minutes = os.environ.get("GENRE_DEADLINE_MIN", "").strip()
+    if not minutes:
+        return None
+    from airflow.sdk.definitions.callback import AsyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+    from genre_lib.orchestration.alerts import deadline_missed
+
+    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(minutes=float(minutes)),
+                         callback=AsyncCallback(deadline_missed, kwargs={"minutes": float(minutes)}))
 
 
 def default_args() -> dict:
@@ -99,9 +114,16 @@ def task_doc(task_id: str) -> str:
         return ("Reads the trigger form (or the schedule's defaults) and the profile it names.\n\n"
                 "Writes the job arguments, the selected stages and the lake root to XCom, and opens the "
                 "night's MLflow parent run. Refuses bad values with the field named, before any work.")
+    if task_id == "maintain":
+        return ("Reads every table's committed nights, the serving store's night, the MLflow runs and registry, "
+                "Airflow's metadata.\n\nRemoves what expired (lake: `keep_nights` in lake/tables.py; the served "
+                "night and tonight never; MLflow: `maintenance.*`), each removal logged with its reason; "
+                "`maintenance.json` in the MLflow parent run.")
     if task_id == "finish_run":
-        return ("Reads the MLflow child runs of this DAG run.\n\n"
-                "Writes the parent run's status (FINISHED when every selected stage finished) and tags.")
+        return ("Reads the MLflow child runs of this DAG run, its failure tags, and tonight's check records and "
+                "publish decision.\n\nWrites the parent run's status and `verdict.json`; sends one alert "
+                "(GENRE_NOTIFIER_CONN) when a task failed, the gate refused, a check failed; fails unless the "
+                "night went through, so a refused or stopped night is not green.")
     spec = STAGE_SPECS[task_id]
     tables = ", ".join(f"`{t}`" for t in spec.reads)
     reads = [f"{tables} (committed partitions up to the night)"] if tables else []

@@ -1,14 +1,11 @@
 """What happens when a task of a genre DAG fails for good: the failure recorded in the night's MLflow
-parent run (tag and log tail) and, when GENRE_NOTIFIER_CONN names a connection, a notification."""
+parent run (tags, the error and the log tail), which the night's verdict (alerts.py) reads."""
 from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Optional
-
-from airflow.sdk import BaseNotifier
 
 log = logging.getLogger("genre.dag")
 
@@ -56,8 +53,9 @@ def record_failure(context) -> str:
     if "failed_task" not in tags:
         client.set_tag(parent, "failed_task", ti.task_id)
     client.set_tag(parent, "failed_tasks", ",".join(filter(None, [tags.get("failed_tasks"), ti.task_id])))
-    path, tail = task_log_tail(ti)
     exc = context.get("exception")
+    client.set_tag(parent, f"error.{ti.task_id}", error_line(ti, exc))
+    path, tail = task_log_tail(ti)
     text = (f"task {ti.task_id}, try {ti.try_number}, run {context['run_id']}\n"
             f"log: {path or 'no task log file (airflow dags test logs to the console)'}\n")
     if exc is not None:
@@ -68,61 +66,35 @@ def record_failure(context) -> str:
     return artifact
 
 
-class WebhookNotifier(BaseNotifier):
-    """POSTs {"text": ..., "dag_id", "run_id", "task_id"} as JSON to an http(s) connection's URL
-    (host, port, schema; `endpoint` in the extra)."""
-
-    template_fields = ("text",)
-
-    def __init__(self, conn_id: str, text: str):
-        super().__init__()
-        self.conn_id, self.text = conn_id, text
-
-    def notify(self, context) -> None:
-        import urllib.request
-
-        from airflow.sdk import BaseHook
-
-        conn = BaseHook.get_connection(self.conn_id)
-        scheme = "https" if conn.conn_type == "https" or conn.schema == "https" else "http"
-        port = f":{conn.port}" if conn.port else ""
-        url = f"{scheme}://{conn.host}{port}/{str(conn.extra_dejson.get('endpoint', '')).lstrip('/')}"
-        ti = context["ti"]
-        body = json.dumps({"text": self.text, "dag_id": ti.dag_id, "run_id": context["run_id"],
-                           "task_id": ti.task_id}).encode()
-        req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10):
-            pass
-
-
-def failure_notifier(conn_id: str) -> BaseNotifier:
-    """A notifier for the connection's type: smtp (the SMTP provider's, to the extra's `to`), or
-    http/https (WebhookNotifier)."""
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection(conn_id)
-    text = "genre: task {{ ti.task_id }} of {{ dag.dag_id }} {{ run_id }} failed (try {{ ti.try_number }})"
-    if conn.conn_type == "smtp":
-        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-
-        return SmtpNotifier(to=conn.extra_dejson.get("to") or conn.login, smtp_conn_id=conn_id, subject=text,
-                            html_content=text)
-    if conn.conn_type in ("http", "https"):
-        return WebhookNotifier(conn_id, text)
-    raise ValueError(f"notifier connection {conn_id}: unsupported conn_type {conn.conn_type!r} (smtp, http, https)")
+def error_line(ti, exc) -> str:
+    """The task's error in a line or two: the job's own (the last error line of its task log) when the
+    operator only says a command failed, else the exception."""
+    _, tail = task_log_tail(ti)
+    said = [ln for ln in tail.splitlines() if "error" in ln.lower() and "Traceback" not in ln]
+    text = str(exc) if exc is not None else ""
+    if said and (not text or "exit code" in text.lower() or "returned non-zero" in text.lower()):
+        text = said[-1].strip()
+    return (text or "failed")[:480]
 
 
 def on_task_failure(context) -> None:
-    """Every task's on_failure_callback (after its last retry). Records the failure in MLflow and,
-    when env GENRE_NOTIFIER_CONN names a connection, notifies through it. Never raises: a broken
-    tracking store or notifier must not hide the task's own error."""
+    """Every task's on_failure_callback (after its last retry). Records the failure in MLflow. The
+    alert is the night's verdict's (alerts.py, sent by finish_run); this callback notifies only where
+    no verdict will: a DAG without a verdict task (genre_tuning), and the verdict task failing on its
+    own. Never raises: a broken tracking store or notifier must not hide the task's own error."""
+    from genre_lib.orchestration.alerts import VERDICT_TASK, NightNotGreen, Verdict, send
+
     try:
         log.warning("recorded in the MLflow parent run: %s", record_failure(context))
     except Exception:
         log.exception("could not record the failure in MLflow")
-    conn_id = os.environ.get("GENRE_NOTIFIER_CONN", "").strip()
-    if conn_id:
-        try:
-            failure_notifier(conn_id)(context)
-        except Exception:
-            log.exception("could not notify through connection %s", conn_id)
+    try:
+        ti, dag = context["ti"], context.get("dag")
+        exc = context.get("exception")
+        has_verdict = dag is not None and VERDICT_TASK in dag.task_ids
+        if has_verdict and (ti.task_id != VERDICT_TASK or isinstance(exc, NightNotGreen)):
+            return
+        ds = str((context.get("params") or {}).get("run_date") or context.get("ds") or "")
+        send(Verdict(ti.dag_id, context["run_id"], ds, failed=[f"{ti.task_id}: {error_line(ti, exc)}"]), context)
+    except Exception:
+        log.exception("could not notify the failure")

@@ -119,26 +119,3 @@ def resolve_run(params: dict, run_id: str, logical_date: Optional[dt.datetime] =
     return {"run_date": run_date.isoformat(), "args": args, "argline": shlex.join(args),
             "lake_root": cfg.lake_root, "mlflow_parent_run_id": parent, "stages": stages,
             "overrides": overrides}
-
-
-def finish_run(params: dict, run_id: str, stages: Optional[list[str]] = None,
-               overrides: Optional[list[str]] = None) -> str:
-    """Close the MLflow parent run: FINISHED when every selected stage (default: all) has a
-    finished child run, else FAILED. `overrides`: the run's resolved overrides (resolve_run's)."""
-    from mlflow.tracking import MlflowClient
-
-    from genre_lib.orchestration.tracking import child_runs, parent_run, tracking_uri
-
-    wanted = list(STAGES) if stages is None else stages
-    cfg = load_config(params.get("config") or "configs/default.yaml",
-                      params.get("overrides") or [] if overrides is None else overrides)
-    done = {r.data.tags.get("stage") for r in child_runs(cfg, run_id) if r.info.status == "FINISHED"}
-    status = "FINISHED" if set(wanted) <= done else "FAILED"
-    client = MlflowClient(tracking_uri(cfg))
-    parent = parent_run(cfg, run_id, "")
-    client.set_tag(parent, "stages_finished", ",".join(s for s in STAGES if s in done))
-    client.set_tag(parent, "stages_selected", ",".join(wanted))
-    client.set_terminated(parent, status)
-    if status == "FAILED":  # the DAG run must fail too: this task is its only leaf
-        raise RuntimeError(f"stages without a finished run: {[s for s in wanted if s not in done]}")
-    return status

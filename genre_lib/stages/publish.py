@@ -1,9 +1,10 @@
 """Stage publish: gate the night on its evaluation, switch it into the serving store, announce it.
 
 The gate: a night is published only if its primary model's `publish.metric` is at least the
-popularity baseline's in the same evaluation, and not more than `publish.max_drop` (relative)
-below the night being served now; a night older than the served one (a backfill) is not switched
-in either. `publish.force` overrides the gate, never a missing evaluation.
+popularity baseline's in the same evaluation, not more than `publish.max_drop` (relative)
+below the night being served now, and no blocking data check of the night failed (input_checks,
+output_checks); a night older than the served one (a backfill) is not switched in either.
+`publish.force` overrides the gate, never a missing evaluation.
 
 The publish: the committed `recommendations` partition (titles from `items_clean`) is written as
 a new version beside the served one, switched in atomically, old versions beyond `publish.keep`
@@ -23,6 +24,7 @@ from typing import Optional
 
 import pyarrow.dataset as pads
 
+from genre_lib.checks.figures import failed
 from genre_lib.lake.storage import Lake
 from genre_lib.serve.events import EVENT_TYPE, Publisher, publisher_for
 from genre_lib.serve.store import ServingStore, store_for
@@ -54,6 +56,15 @@ def read_evaluation(lake: Lake, ds: str) -> dict:
         raise FileNotFoundError(f"publish gate: no committed evaluation for ds={ds} under {lake.root} "
                                 f"(evaluation/ds={ds}/metrics.json); run the evaluate stage first")
     return lake.read_json("evaluation", ds, "metrics.json")
+
+
+def blocking_checks(lake: Lake, ds: str) -> list[str]:
+    """The night's failed blocking data checks (none where a check stage did not run)."""
+    out = []
+    for table in ("input_checks", "output_checks"):
+        if str(ds) in lake.committed(table):
+            out += failed(lake.read_pandas(table, ds), "blocking")
+    return out
 
 
 def gate(lake: Lake, ds: str, cfg_publish, state=None) -> GateDecision:
@@ -96,6 +107,7 @@ def gate(lake: Lake, ds: str, cfg_publish, state=None) -> GateDecision:
     if drop > cfg_publish.max_drop + 1e-9:  # the tolerance: a drop of exactly max_drop passes
         fails.append(f"{name} {metric:.4f} is {drop:.1%} below the served night's {last:.4f} "
                      f"(version {last_version}; publish.max_drop {cfg_publish.max_drop:.0%})")
+    fails += [f"blocking check {c}" for c in blocking_checks(lake, ds)]
     if served and str(served.get("ds", "")) > str(ds):  # a backfill must not replace a newer night
         fails.append(f"night {ds} is older than the served night {served.get('ds')} (version {served.get('version')})")
     if not fails:

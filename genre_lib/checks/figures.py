@@ -1,0 +1,119 @@
+"""What both check stages share: a check's result row, the trailing nights a figure is compared with
+(the stage's own earlier records), the band rule, the drift figure, and the rows a stage commits.
+
+The row-level rules (types, nulls, allowed values, ranges) are pandera schemas (inputs.py, outputs.py):
+pandera validates pandas frames in-process, needs no server, data context or SQL engine, keeps each
+schema as Python beside the code that reads the table, and with `lazy=True` reports every failing
+rule with its failure cases at once. The figures compared with earlier nights (volume, coverage, the
+genre mix) are plain numbers with bounds; they are computed here.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from statistics import median
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from genre_lib.lake.storage import Lake
+
+COLUMNS = ["night", "check", "scope", "value", "lower", "upper", "passed", "severity", "message", "detail"]
+
+
+@dataclass(frozen=True)
+class Result:
+    check: str
+    value: float
+    passed: bool
+    message: str
+    lower: Optional[float] = None
+    upper: Optional[float] = None
+    detail: dict = field(default_factory=dict)  # what a later night compares with (the genre mix)
+
+
+def trailing(lake: Lake, table: str, ds: str, nights: int) -> pd.DataFrame:
+    """The check records of the `nights` committed nights before `ds` (a check table's own)."""
+    before = [d for d in lake.committed(table) if d < str(ds)][-nights:]
+    frames = [lake.read_pandas(table, d) for d in before]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def in_band(check: str, value: float, past: pd.DataFrame, cfg_checks, what: str,
+            band: Optional[tuple[float, float]] = None) -> Result:
+    """`value` against the median of the same check's trailing values times `band` (checks.band)."""
+    band = band or cfg_checks.band
+    values = [float(v) for v in past.loc[past["check"] == check, "value"] if v is not None and math.isfinite(v)]
+    if len(values) < cfg_checks.min_trailing:
+        return Result(check, value, True, f"{what} {value:.0f}; {len(values)} trailing nights, fewer than "
+                      f"checks.min_trailing {cfg_checks.min_trailing}: not compared")
+    mid = median(values)
+    lo, hi = band[0] * mid, band[1] * mid
+    ok = lo <= value <= hi
+    ratio = value / mid if mid else float("inf")
+    return Result(check, value, ok, f"{what} {value:.0f} is {ratio:.2f}x the median {mid:.0f} of {len(values)} "
+                  f"trailing nights (band {band[0]:g}..{band[1]:g}x: "
+                  f"{'inside' if ok else 'outside'})", lo, hi)
+
+
+def at_most(check: str, value: float, limit: float, what: str) -> Result:
+    ok = value <= limit
+    return Result(check, value, ok, f"{what} {value:.4g} {'<=' if ok else '>'} {limit:g}", None, limit)
+
+
+def at_least(check: str, value: float, limit: float, what: str) -> Result:
+    ok = value >= limit
+    return Result(check, value, ok, f"{what} {value:.4g} {'>=' if ok else '<'} {limit:g}", limit, None)
+
+
+def psi(now: dict[str, float], before: dict[str, float], eps: float = 1e-4) -> float:
+    """Population stability index of two distributions over the same keys (missing keys count as eps):
+    sum over keys of (p - q) * ln(p / q)."""
+    keys = sorted(set(now) | set(before))
+    p = np.array([max(now.get(k, 0.0), eps) for k in keys])
+    q = np.array([max(before.get(k, 0.0), eps) for k in keys])
+    p, q = p / p.sum(), q / q.sum()
+    return float(np.sum((p - q) * np.log(p / q)))
+
+
+def pandera_result(check: str, schema, frame: pd.DataFrame, what: str) -> Result:
+    """A pandera schema over a frame as one result: the number of failure cases, and the first few
+    rules that failed."""
+    import pandera.errors
+
+    try:
+        schema.validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors as e:
+        cases = e.failure_cases
+        rules = cases.groupby(["column", "check"], dropna=False).size().sort_values(ascending=False)
+        said = "; ".join(f"{c if isinstance(c, str) else 'frame'}: {k} ({n} rows)" for (c, k), n in rules.head(5).items())
+        return Result(check, float(len(cases)), False, f"{what}: {len(cases)} failure cases: {said}", None, 0.0)
+    return Result(check, 0.0, True, f"{what}: {len(frame)} rows valid", None, 0.0)
+
+
+def frame(ds: str, scope: str, results: list[Result], cfg_checks) -> pd.DataFrame:
+    """The rows a check stage commits: one per check that is not off, with its severity."""
+    rows = [{"night": str(ds), "check": r.check, "scope": scope, "value": float(r.value), "lower": r.lower,
+             "upper": r.upper, "passed": bool(r.passed), "severity": cfg_checks.severity[r.check],
+             "message": r.message, "detail": json.dumps(r.detail, sort_keys=True) if r.detail else None}
+            for r in results if cfg_checks.severity[r.check] != "off"]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def failed(records: pd.DataFrame, severity: str) -> list[str]:
+    """Messages of the checks that failed with this severity."""
+    bad = records[(~records["passed"].astype(bool)) & (records["severity"] == severity)]
+    return [f"{c}: {m}" for c, m in zip(bad["check"], bad["message"])]
+
+
+def metrics(records: pd.DataFrame) -> dict:
+    """The stage's MLflow metrics: each check's figure and whether it passed, and the failure counts."""
+    out = {}
+    for r in records.itertuples():
+        out[f"check.{r.check}"] = float(r.value)
+        out[f"check.{r.check}.passed"] = int(bool(r.passed))
+    out["checks_failed_blocking"] = len(failed(records, "blocking"))
+    out["checks_failed_warning"] = len(failed(records, "warning"))
+    return out

@@ -1,0 +1,183 @@
+"""The maintenance task of genre_nightly (after the night's last stage, before its verdict): what has
+expired goes, each removal logged with what and why, and listed in the MLflow parent run.
+
+- The lake: every table's `keep_nights` (lake/tables.py), through lake/retention.py. Protected: every
+  table's partition of the night the serving store serves, and tonight's (max_active_runs=1: no
+  other night runs meanwhile).
+- MLflow: runs of the pipeline's experiments (nightly and tuning) older than
+  `maintenance.mlflow_keep_days` are deleted, then garbage-collected with their artifacts (`mlflow
+  gc`), except the runs that produced a model version still kept.
+- The model registry: of each registered model (the classifier, the re-ranker trees), the newest
+  `maintenance.registry_keep` versions stay, and any version holding an alias (champion) whatever
+  its age.
+- Airflow's metadata: `airflow db clean` of what is older than `maintenance.airflow_keep_days`.
+
+`maintenance.dry_run` (or `python -m genre_lib.orchestration.maintenance --dry-run`) lists it all
+and removes nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from genre_lib.lake import retention
+from genre_lib.lake.storage import Lake
+from genre_lib.lake.tables import TABLES
+
+log = logging.getLogger("genre.maintenance")
+DAY_S = 86_400
+
+
+def served_night(cfg) -> str | None:
+    from genre_lib.serve.store import store_for
+
+    store = store_for(cfg)
+    try:
+        return str(store.current()["ds"]) if store.initialised() and store.current() else None
+    finally:
+        store.close()
+
+
+def lake_removals(cfg, ds: str, dry_run: bool) -> list[dict]:
+    lake = Lake(cfg.lake_root)
+    nights = {ds} | ({served_night(cfg)} - {None})
+    protect = [(t, n) for t in TABLES for n in nights]
+    done = retention.expire(lake, ds, protect, dry_run=dry_run)
+    if cfg.lake.scratch_root:
+        done += retention.expire(Lake(cfg.lake.scratch_root), ds, dry_run=dry_run)
+    return [{"what": f"lake {r.table} ds={r.ds}", "why": r.reason, "path": r.path} for r in done]
+
+
+def registry_removals(client, keep: int | None, dry_run: bool) -> tuple[list[dict], set[str]]:
+    """Model versions beyond the newest `keep` of each registered model, never an aliased one;
+    returns what went and the runs behind the versions that stay."""
+    out, kept_runs = [], set()
+    for model in client.search_registered_models():
+        aliased = set((model.aliases or {}).values()) if isinstance(model.aliases, dict) else \
+            {getattr(a, "version", None) for a in (model.aliases or [])}
+        versions = sorted(client.search_model_versions(f"name='{model.name}'"), key=lambda v: -int(v.version))
+        for i, v in enumerate(versions):
+            if keep is None or i < keep or str(v.version) in {str(a) for a in aliased}:
+                kept_runs.add(v.run_id)
+                continue
+            why = f"older than the newest {keep} versions of {model.name}, holds no alias"
+            log.info("maintenance%s: model %s version %s: %s", " (dry run)" if dry_run else "", model.name,
+                     v.version, why)
+            if not dry_run:
+                client.delete_model_version(model.name, v.version)
+            out.append({"what": f"model {model.name} version {v.version}", "why": why})
+    return out, kept_runs
+
+
+def mlflow_removals(cfg, keep_days: int | None, keep_runs: set[str], dry_run: bool, now: float) -> list[dict]:
+    from mlflow.tracking import MlflowClient
+
+    from genre_lib.orchestration.tracking import tracking_uri
+
+    if keep_days is None:
+        return []
+    client = MlflowClient(tracking_uri(cfg))
+    cutoff_ms = int((now - keep_days * DAY_S) * 1000)
+    exps = [e for e in (client.get_experiment_by_name(n) for n in (cfg.mlflow.experiment, cfg.tuning.experiment)) if e]
+    out, ids = [], []
+    for exp in exps:
+        for run in client.search_runs([exp.experiment_id], filter_string=f"attributes.start_time < {cutoff_ms}",
+                                      max_results=50_000):
+            if run.info.run_id in keep_runs:
+                continue
+            why = f"started {dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.timezone.utc):%Y-%m-%d}, " \
+                  f"more than mlflow_keep_days {keep_days} ago"
+            log.info("maintenance%s: MLflow run %s (%s): %s", " (dry run)" if dry_run else "", run.info.run_id,
+                     run.info.run_name, why)
+            if not dry_run:
+                client.delete_run(run.info.run_id)
+            ids.append(run.info.run_id)
+            out.append({"what": f"mlflow run {run.info.run_id} ({run.info.run_name})", "why": why})
+    if ids and not dry_run:  # deleted runs are only marked; gc removes them and their artifacts
+        subprocess.run([sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", tracking_uri(cfg),
+                        "--run-ids", ",".join(ids)], check=True, capture_output=True, text=True)
+    return out
+
+
+def airflow_clean(keep_days: int | None, dry_run: bool, now: float) -> list[dict]:
+    if keep_days is None:
+        return []
+    before = dt.datetime.fromtimestamp(now - keep_days * DAY_S, dt.timezone.utc).isoformat()
+    airflow = Path(sys.executable).with_name("airflow")
+    cmd = [str(airflow) if airflow.exists() else shutil.which("airflow") or "airflow", "db", "clean",
+           "--clean-before-timestamp", before, "--yes", "--skip-archive", *(["--dry-run"] if dry_run else [])]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"airflow db clean failed ({done.returncode}): {done.stderr[-2000:]}")
+    log.info("maintenance%s: airflow db clean before %s", " (dry run)" if dry_run else "", before)
+    return [{"what": "airflow metadata", "why": f"older than airflow_keep_days {keep_days} ({before})"}]
+
+
+def maintain(cfg, ds: str, dry_run: bool = False, now: float | None = None, airflow_db: bool = True) -> dict:
+    """Everything above for night `ds`; returns {"lake": [...], "registry": [...], "mlflow": [...],
+    "airflow": [...], "dry_run": ...}, each entry a removal with its reason."""
+    from mlflow.tracking import MlflowClient
+
+    from genre_lib.orchestration.tracking import tracking_uri
+
+    m, now = cfg.maintenance, time.time() if now is None else now
+    dry_run = dry_run or m.dry_run
+    report = {"dry_run": dry_run, "lake": lake_removals(cfg, ds, dry_run)}
+    report["registry"], keep_runs = registry_removals(MlflowClient(tracking_uri(cfg)), m.registry_keep, dry_run)
+    report["mlflow"] = mlflow_removals(cfg, m.mlflow_keep_days, keep_runs, dry_run, now)
+    report["airflow"] = airflow_clean(m.airflow_keep_days, dry_run, now) if airflow_db else []
+    log.info("maintenance %s%s: %s", ds, " (dry run)" if dry_run else "", {k: len(v) for k, v in report.items()
+                                                                          if isinstance(v, list)})
+    return report
+
+
+def nightly_task(params: dict, resolved: dict, run_id: str) -> dict:
+    """genre_nightly's maintain task: `maintain` for the run's night, its report in the MLflow parent run."""
+    from mlflow.tracking import MlflowClient
+
+    from genre_lib.config.settings import load_config
+    from genre_lib.orchestration.tracking import parent_run, tracking_uri
+
+    cfg = load_config(params.get("config") or "configs/default.yaml", resolved.get("overrides") or [])
+    if not cfg.maintenance.enabled:
+        log.info("maintenance.enabled is off: nothing removed")
+        return {}
+    ds = resolved["run_date"]
+    report = maintain(cfg, ds)
+    client = MlflowClient(tracking_uri(cfg))
+    parent = parent_run(cfg, run_id, ds)
+    client.log_dict(parent, report, "maintenance.json")
+    for k, v in report.items():
+        if isinstance(v, list):
+            client.log_metric(parent, f"maintenance.removed.{k}", len(v))
+    return {k: len(v) for k, v in report.items() if isinstance(v, list)}
+
+
+def main(argv=None) -> int:
+    """python -m genre_lib.orchestration.maintenance --run-date D [--config P] [--set k=v] [--dry-run]"""
+    import json
+
+    from genre_lib.config.settings import load_config
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--config", default="configs/default.yaml")
+    p.add_argument("--run-date", required=True)
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--no-airflow", action="store_true", help="leave Airflow's metadata database alone")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    report = maintain(load_config(args.config, args.overrides), args.run_date, args.dry_run,
+                      airflow_db=not args.no_airflow)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
