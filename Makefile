@@ -9,10 +9,14 @@ CONFIG ?= configs/default.yaml
 
 # Everything below is derived from the repo root, so nothing machine-specific is committed.
 export PATH := $(VENV)/bin:$(PATH)
+# genre_lib importable by every Airflow process, the triggerer's Deadline Alert callback included
+export PYTHONPATH := $(ROOT)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export AIRFLOW_HOME := $(ROOT)/airflow_home
 export AIRFLOW_CONFIG := $(ROOT)/airflow.cfg
 export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(ROOT)/airflow_home/airflow.db
+# the maintenance task's `airflow db clean` (Airflow 3 hides the metadata DB from tasks otherwise)
+export GENRE_AIRFLOW_DB_CONN ?= $(AIRFLOW__DATABASE__SQL_ALCHEMY_CONN)
 export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
 export MLFLOW_TRACKING_URI ?= sqlite:///$(ROOT)/mlflow.db
 export MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK := true

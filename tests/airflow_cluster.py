@@ -33,6 +33,7 @@ def airflow_env(tmp: Path, **extra: str) -> dict:
     return {**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}", "AIRFLOW_HOME": str(tmp / "airflow"),
             "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"), "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp}/airflow/airflow.db",
+            "GENRE_AIRFLOW_DB_CONN": f"sqlite:///{tmp}/airflow/airflow.db",  # as the Makefile: maintenance's db clean
             "AIRFLOW_CONN_SPARK_DEFAULT": '{"conn_type": "spark", "host": "local[2]"}',
             "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db", "PYSPARK_PYTHON": sys.executable,
             "PYSPARK_DRIVER_PYTHON": sys.executable, "GENRE_ALLOWED_ROOTS": str(tmp),
@@ -41,6 +42,7 @@ def airflow_env(tmp: Path, **extra: str) -> dict:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),  # shared by api-server and scheduler
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),  # not 8793: a running `make airflow`
+            "PYTHONPATH": str(ROOT),  # as the Makefile: the triggerer imports the deadline callback from genre_lib
             **extra}
 # A test that unpauses genre_nightly must pass AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False": else the
 # cron schedule adds a full-size night on the default lake. That switch also stops the scheduler from

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -289,39 +290,43 @@ class _Hook(BaseHTTPRequestHandler):
 
 
 def test_failed_stage_recorded_on_parent_run(tmp_path):
-    """Only embed_texts selected and forced to fail (GENRE_FAIL_STAGE), run by the real scheduler
-    (so the task log is a file): clean and genre_weights are skipped, embed_texts still runs (a
-    skipped upstream does not skip it) and fails; its failure callback tags the parent run, attaches
-    the end of the task log and posts to the notifier connection; later stages never run."""
+    """Only embed_texts selected, slow past the night's deadline and then forced to fail
+    (GENRE_FAIL_STAGE), run by the real scheduler with a triggerer (so the task log is a file and the
+    Deadline Alert fires): clean and genre_weights are skipped, embed_texts still runs (a skipped
+    upstream does not skip it) and fails; its failure callback tags the parent run and attaches the
+    end of the task log; later stages never run. The webhook receives exactly two alerts: the missed
+    deadline while the night ran, and the night's verdict naming the failed task and its error."""
     server = HTTPServer(("127.0.0.1", free_port()), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     conn = {"conn_type": "http", "host": "127.0.0.1", "port": server.server_port, "extra": {"endpoint": "hook"}}
-    env = airflow_env(tmp_path, GENRE_FAIL_STAGE=f"embed_texts@{D}", GENRE_TASK_RETRIES="0",
+    env = airflow_env(tmp_path, GENRE_FAIL_STAGE=f"embed_texts:sleep-60@{D},embed_texts@{D}", GENRE_TASK_RETRIES="0",
                       GENRE_NOTIFIER_CONN="genre_notify", AIRFLOW_CONN_GENRE_NOTIFY=json.dumps(conn),
-                      AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False")  # genre_nightly is unpaused: no cron run
+                      GENRE_DEADLINE_MIN="0.5", AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False")  # no cron run
     (tmp_path / "data").mkdir()  # resolve_run checks it exists; the failing stage reads nothing
     prepare(env, unpause=("genre_nightly",))
     conf = json.dumps({"config": "configs/default.yaml", "run_date": D, "overrides": overrides(tmp_path),
                        "stages": ["embed_texts"]})
-    cluster = Cluster(env, tmp_path / "logs").start("api-server", "scheduler")
+    cluster = Cluster(env, tmp_path / "logs").start("api-server", "scheduler", "triggerer")
     try:
         airflow(env, "dags", "trigger", "genre_nightly", "--run-id", "manual__failtest", "--conf", conf)
-        (run,) = cluster.wait_runs("genre_nightly", 1, 300)
+        (run,) = cluster.wait_runs("genre_nightly", 1, 400)
+        time.sleep(10)  # a second deadline alert, were there one, would come now
     finally:
         cluster.stop()
         server.shutdown()
     assert run[:2] == ("manual__failtest", "failed")
     states = dict(sql(env, "SELECT task_id, state FROM task_instance WHERE dag_id='genre_nightly'"))
-    assert states == {"resolve_run": "success", "clean_interactions": "skipped", "genre_weights": "skipped",
-                      "embed_texts": "failed", "train_classifier": "upstream_failed",
-                      "recommend": "upstream_failed", "evaluate": "upstream_failed", "publish": "upstream_failed",
+    assert states == {"resolve_run": "success", "clean_interactions": "skipped", "check_inputs": "skipped",
+                      "genre_weights": "skipped", "embed_texts": "failed", "train_classifier": "upstream_failed",
+                      "recommend": "upstream_failed", "check_outputs": "upstream_failed",
+                      "evaluate": "upstream_failed", "publish": "upstream_failed", "maintain": "success",
                       "finish_run": "failed"}, states
 
     runs = _mlflow_runs(env["MLFLOW_TRACKING_URI"])
     parent = next(r for r in runs if r.data.tags.get("stage") == "pipeline")
     assert parent.data.tags["failed_task"] == "embed_texts" and parent.info.status == "FAILED"
     assert parent.data.tags["failed_tasks"] == "embed_texts,finish_run"  # finish_run fails after it
-    assert parent.data.tags["stages_selected"] == "embed_texts"
+    assert parent.data.tags["stages_selected"] == "embed_texts" and parent.data.tags["outcome"] == "failed"
     import mlflow
 
     text = Path(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id,
@@ -332,5 +337,8 @@ def test_failed_stage_recorded_on_parent_run(tmp_path):
     assert f"GENRE_FAIL_STAGE=embed_texts@{D}: embed_texts {D} fails on request" in text
     child = next(r for r in runs if r.data.tags.get("stage") == "embed_texts")
     assert child.info.status == "FAILED"
-    assert [(m["task_id"], m["dag_id"], m["run_id"]) for m in _Hook.received] == \
-        [("embed_texts", "genre_nightly", "manual__failtest"), ("finish_run", "genre_nightly", "manual__failtest")]
+    deadline, verdict = _Hook.received
+    assert (deadline["outcome"], deadline["run_id"]) == ("failed", "manual__failtest")
+    assert "not done 0.5 minutes after it was queued" in deadline["text"]
+    assert verdict["subject"] == f"genre genre_nightly night {D}: failed (embed_texts)"
+    assert f"embed_texts {D} fails on request" in verdict["text"] and "/dags/genre_nightly/runs/" in verdict["text"]

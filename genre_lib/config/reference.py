@@ -46,6 +46,9 @@ ENV_VARS: dict[str, tuple[EnvVar, ...]] = {
                "When set, every read API request needs the header X-API-Key with this value."),
         EnvVar("GENRE_GPU_POOL_SLOTS", "1", "genre_lib/orchestration/dag_support.py (make airflow-init, airflow-pools)",
                "Slots of the Airflow pool gpu, where the torch stages (embed, classifier) run."),
+        EnvVar("GENRE_AIRFLOW_DB_CONN", "the Makefile: Airflow's own SQL_ALCHEMY_CONN", "genre_lib/orchestration/"
+               "maintenance.py (the maintain task)", "Airflow's metadata database URL for `airflow db clean`: Airflow "
+               "3 hides it from tasks; unset, the metadata is not trimmed (a warning in the task log)."),
         EnvVar("GENRE_DEADLINE_MIN", "unset: no deadline", "genre_lib/orchestration/dag_support.py (genre_nightly's "
                "Deadline Alert)", "Minutes after a night's run is queued by which it must be done; a night still "
                "running then is told once through GENRE_NOTIFIER_CONN."),
@@ -112,8 +115,9 @@ ENV_VARS: dict[str, tuple[EnvVar, ...]] = {
                "spark-submit tasks use."),
     ),
     "Test and bench hooks": (
-        EnvVar("GENRE_FAIL_STAGE", "unset", "genre_lib/orchestration/jobrun.py", "<stage>[:oom-python|:oom-jvm]"
-               "[@YYYY-MM-DD][,...]: that stage fails (or runs out of memory) once its MLflow run is open."),
+        EnvVar("GENRE_FAIL_STAGE", "unset", "genre_lib/orchestration/jobrun.py", "<stage>[:oom-python|:oom-jvm|:sleep-<s>]"
+               "[@YYYY-MM-DD][,...]: that stage fails (or runs out of memory) once its MLflow run is open; "
+               "sleep-<s>: it takes s seconds longer, then goes on (a night that overruns its deadline)."),
         EnvVar("GENRE_FAULT_AT", "unset", "genre_lib/lake/storage.py (tests/reliability)", "<fault point>: the "
                "process kills itself (SIGKILL) at that point of a table commit."),
         EnvVar("GENRE_PROD_CHECK", "unset: skipped", "tests/test_prod_profile.py", "1: run the opt-in "

@@ -189,15 +189,18 @@ def finish_run(params: dict, run_id: str, stages: Optional[list[str]] = None,
 
 async def deadline_missed(context=None, minutes: float = 0, **kwargs) -> None:
     """genre_nightly's Deadline Alert callback (run by the triggerer): the night still running
-    `minutes` after it was queued is told once."""
+    `minutes` after it was queued is told once. A run that already ended (Airflow keeps the deadline
+    of a failed run) was told by its verdict and is not told again."""
     import asyncio
 
-    run = (context or {}).get("dag_run") or {}
-    get = (lambda k: run.get(k)) if isinstance(run, dict) else (lambda k: getattr(run, k, None))
-    dag_id, run_id = get("dag_id") or "genre_nightly", get("run_id") or "?"
-    conf = get("conf") or {}
-    ds = str(conf.get("run_date") or get("logical_date") or "")[:10]
+    run = dict((context or {}).get("dag_run") or {})
+    dag_id, run_id = run.get("dag_id") or "genre_nightly", run.get("dag_run_id") or run.get("run_id") or "?"
+    if run.get("state") in ("success", "failed"):
+        log.info("deadline of %s %s passed after the run ended (%s): its verdict told it", dag_id, run_id,
+                 run.get("state"))
+        return
+    ds = str((run.get("conf") or {}).get("run_date") or run.get("logical_date") or "")[:10]
     v = Verdict(dag_id, run_id, ds, failed=[f"deadline: not done {minutes:g} minutes after it was queued "
-                                            f"(queued {get('queued_at')}; GENRE_DEADLINE_MIN)"])
+                                            f"(queued {run.get('queued_at')}; GENRE_DEADLINE_MIN)"])
     v.links = {"airflow": links(dag_id, run_id, "", "")["airflow"]}
     await asyncio.to_thread(send, v, dict(context or {}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -66,13 +67,18 @@ def record_failure(context) -> str:
     return artifact
 
 
+_ERROR = re.compile(r"(\b\w+(?:Error|Exception): .+|\berror: .+)$")
+
+
 def error_line(ti, exc) -> str:
-    """The task's error in a line or two: the job's own (the last error line of its task log) when the
-    operator only says a command failed, else the exception."""
+    """The task's error in a line: the job's own (the last `SomeError: ...` or `error: ...` line of its
+    task log, what a job prints on stderr) when the operator only says a command failed, else the
+    exception."""
     _, tail = task_log_tail(ti)
-    said = [ln for ln in tail.splitlines() if "error" in ln.lower() and "Traceback" not in ln]
+    said = [m.group(1) for m in map(_ERROR.search, tail.splitlines()) if m]
     text = str(exc) if exc is not None else ""
-    if said and (not text or "exit code" in text.lower() or "returned non-zero" in text.lower()):
+    if said and (not text or "exit code" in text.lower() or "returned non-zero" in text.lower()
+                 or "non-zero exit" in text.lower()):
         text = said[-1].strip()
     return (text or "failed")[:480]
 

@@ -100,11 +100,16 @@ def _running(ctx: JobContext) -> Iterator[None]:
 
 
 def fail_if_asked(stage: str, ds: str) -> None:
-    """Test hook: GENRE_FAIL_STAGE=<stage>[@YYYY-MM-DD][,...] makes that stage (on that night
-    only, when a date is given) raise once its MLflow run is open."""
+    """Test hook: GENRE_FAIL_STAGE=<stage>[:how][@YYYY-MM-DD][,...] makes that stage (on that night
+    only, when a date is given) raise once its MLflow run is open; how: oom-python or oom-jvm (run out
+    of memory instead), sleep-<s> (take that many seconds longer, then go on: a night that overruns)."""
     for item in filter(None, os.environ.get("GENRE_FAIL_STAGE", "").split(",")):
         spec, _, night = item.strip().partition("@")
-        name, _, how = spec.partition(":")  # how: oom-python | oom-jvm: run out of memory instead
+        name, _, how = spec.partition(":")
+        if name == stage and night in ("", ds) and how.startswith("sleep-"):
+            log.warning("GENRE_FAIL_STAGE=%s: %s %s sleeps %s s on request", item, stage, ds, how[6:])
+            time.sleep(float(how[6:]))
+            continue
         if name == stage and night in ("", ds):
             if how == "oom-python":
                 hog = [bytearray(1 << 30) for _ in range(1 << 10)]  # noqa: F841

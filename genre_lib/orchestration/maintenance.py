@@ -10,7 +10,8 @@ expired goes, each removal logged with what and why, and listed in the MLflow pa
 - The model registry: of each registered model (the classifier, the re-ranker trees), the newest
   `maintenance.registry_keep` versions stay, and any version holding an alias (champion) whatever
   its age.
-- Airflow's metadata: `airflow db clean` of what is older than `maintenance.airflow_keep_days`.
+- Airflow's metadata: `airflow db clean` of what is older than `maintenance.airflow_keep_days`, on
+  the database GENRE_AIRFLOW_DB_CONN names (a task cannot reach it otherwise in Airflow 3).
 
 `maintenance.dry_run` (or `python -m genre_lib.orchestration.maintenance --dry-run`) lists it all
 and removes nothing.
@@ -106,13 +107,24 @@ def mlflow_removals(cfg, keep_days: int | None, keep_runs: set[str], dry_run: bo
 
 
 def airflow_clean(keep_days: int | None, dry_run: bool, now: float) -> list[dict]:
+    """`airflow db clean` on the database GENRE_AIRFLOW_DB_CONN names: Airflow 3 hides its metadata
+    database from tasks (their SQL_ALCHEMY_CONN is replaced), so the deployment hands it to this one
+    task on purpose; without it nothing is trimmed and the log says so."""
+    import os
+
+    db = os.environ.get("GENRE_AIRFLOW_DB_CONN", "").strip()
     if keep_days is None:
+        return []
+    if not db:
+        log.warning("maintenance: Airflow's metadata not trimmed: GENRE_AIRFLOW_DB_CONN is unset (Airflow 3 tasks "
+                    "cannot reach the metadata database otherwise)")
         return []
     before = dt.datetime.fromtimestamp(now - keep_days * DAY_S, dt.timezone.utc).isoformat()
     airflow = Path(sys.executable).with_name("airflow")
     cmd = [str(airflow) if airflow.exists() else shutil.which("airflow") or "airflow", "db", "clean",
            "--clean-before-timestamp", before, "--yes", "--skip-archive", *(["--dry-run"] if dry_run else [])]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    env = {**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"airflow db clean failed ({done.returncode}): {done.stderr[-2000:]}")
     log.info("maintenance%s: airflow db clean before %s", " (dry run)" if dry_run else "", before)

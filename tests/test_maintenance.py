@@ -1,0 +1,134 @@
+"""The maintenance step (genre_lib/orchestration/maintenance.py): expired lake partitions go and the
+served night stays whatever its age; MLflow runs past their age are deleted and garbage-collected,
+except those behind kept model versions; registered versions beyond K go, never the champion; a dry
+run lists everything and removes nothing; `airflow db clean` trims Airflow's metadata."""
+import datetime as dt
+import logging
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from genre_lib.config.settings import load_config
+from genre_lib.lake.storage import Lake
+from genre_lib.lake.tables import TABLES
+from genre_lib.orchestration import maintenance
+from genre_lib.orchestration.tracking import experiment_id
+from genre_lib.serve.store import store_for
+from genre_lib.stages.publish import publish
+from tests.airflow_cluster import airflow_env
+
+M = {"run_id": "r1", "config_hash": "h"}
+DAY = dt.date(2026, 11, 1)
+KEEP = TABLES["recommendations"].keep_nights
+DAY_S = 86_400
+
+
+def night(k: int) -> str:
+    return str(DAY + dt.timedelta(days=k))
+
+
+def recs(n=3) -> pd.DataFrame:
+    f = pd.DataFrame({c: [None] * n for c in TABLES["recommendations"].schema.names})
+    f["user_id"], f["rank"], f["item_id"], f["score"], f["reason"] = "u", range(1, n + 1), [f"i{k}" for k in range(n)], 1.0, "r"
+    return f
+
+
+class _Quiet:
+    def send(self, event):
+        pass
+
+
+@pytest.fixture()
+def setup(tmp_path, mlflow_uri):
+    cfg = load_config("configs/default.yaml", [f"lake.root={tmp_path / 'lake'}", f"mlflow.tracking_uri={mlflow_uri}",
+                                               f"publish.sqlite_path={tmp_path / 'serving.db'}",
+                                               "maintenance.registry_keep=2", "maintenance.mlflow_keep_days=30"])
+    lake = Lake(cfg.lake_root)
+    n = KEEP + 5
+    for k in range(n):
+        lake.write_pandas("recommendations", night(k), recs(), M)
+    store = store_for(cfg)
+    publish(lake, night(0), "r0", store, _Quiet())  # the served night is the oldest: the gate kept refusing
+    store.close()
+    return cfg, lake, n
+
+
+def model_versions(client, name, n):
+    client.create_registered_model(name)
+    exp = experiment_id(load_config("configs/default.yaml"))
+    for _ in range(n):
+        run = client.create_run(exp)
+        client.create_model_version(name, source="file:///nowhere", run_id=run.info.run_id)
+
+
+def test_lake_keeps_the_served_night_and_the_newest(setup):
+    cfg, lake, n = setup
+    report = maintenance.maintain(cfg, night(n - 1), airflow_db=False)
+    kept = lake.committed("recommendations")
+    assert kept == [night(0), *[night(k) for k in range(n - KEEP, n)]], kept
+    assert {r["what"] for r in report["lake"]} == {f"lake recommendations ds={night(k)}" for k in range(1, n - KEEP)}
+    assert all("newest 7 committed nights" in r["why"] for r in report["lake"])
+
+
+def test_dry_run_lists_and_removes_nothing(setup, caplog):
+    cfg, lake, n = setup
+    client = MlflowClient()
+    model_versions(client, "genre-classifier", 4)
+    before = lake.committed("recommendations")
+    with caplog.at_level(logging.INFO, logger="genre.maintenance"):
+        report = maintenance.maintain(cfg, night(n - 1), dry_run=True, airflow_db=False)
+    assert report["dry_run"] and len(report["lake"]) == n - KEEP - 1 and len(report["registry"]) == 2
+    assert lake.committed("recommendations") == before
+    assert len(client.search_model_versions("name='genre-classifier'")) == 4
+    assert "maintenance (dry run): model genre-classifier version 1" in caplog.text
+
+
+def test_registry_keeps_k_newest_and_the_champion(setup):
+    cfg, lake, n = setup
+    client = MlflowClient()
+    model_versions(client, "genre-classifier", 5)
+    model_versions(client, "genre-reranker", 3)
+    client.set_registered_model_alias("genre-classifier", "champion", "1")  # the oldest holds the alias
+    report = maintenance.maintain(cfg, night(n - 1), airflow_db=False)
+    left = sorted(int(v.version) for v in client.search_model_versions("name='genre-classifier'"))
+    assert left == [1, 4, 5]
+    assert sorted(int(v.version) for v in client.search_model_versions("name='genre-reranker'")) == [2, 3]
+    assert {r["what"] for r in report["registry"]} == {"model genre-classifier version 2",
+                                                       "model genre-classifier version 3",
+                                                       "model genre-reranker version 1"}
+
+
+def test_old_mlflow_runs_are_deleted_and_collected(setup):
+    cfg, lake, n = setup
+    client = MlflowClient()
+    exp = experiment_id(cfg)
+    now = time.time()
+    old = client.create_run(exp, start_time=int((now - 40 * DAY_S) * 1000), run_name="old night")
+    client.log_text(old.info.run_id, "x", "report.txt")
+    young = client.create_run(exp, start_time=int((now - 5 * DAY_S) * 1000), run_name="young night")
+    # as old, but it produced a model version that is kept: it stays
+    behind = client.create_run(exp, start_time=int((now - 40 * DAY_S) * 1000), run_name="classifier training")
+    client.create_registered_model("genre-classifier")
+    client.create_model_version("genre-classifier", source="file:///nowhere", run_id=behind.info.run_id)
+    report = maintenance.maintain(cfg, night(n - 1), airflow_db=False, now=now)
+    ids = {r.info.run_id for r in client.search_runs([exp], run_view_type=3)}  # ALL: deleted ones too
+    assert old.info.run_id not in ids  # garbage-collected, not only marked deleted
+    assert young.info.run_id in ids and behind.info.run_id in ids
+    assert [r["what"] for r in report["mlflow"]] == [f"mlflow run {old.info.run_id} (old night)"]
+
+
+@pytest.mark.slow
+def test_airflow_db_clean_runs_against_the_metadata_db(tmp_path, monkeypatch):
+    env = airflow_env(tmp_path)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    subprocess.run(["airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    # what a task sees: Airflow 3 replaces the metadata DB's URL in a task's environment
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "airflow-db-not-allowed:///")
+    out = maintenance.airflow_clean(30, dry_run=False, now=time.time())
+    assert out and "older than airflow_keep_days 30" in out[0]["why"]
+    monkeypatch.delenv("GENRE_AIRFLOW_DB_CONN")
+    assert maintenance.airflow_clean(30, dry_run=False, now=time.time()) == []  # told in the log, not done
