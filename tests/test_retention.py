@@ -195,24 +195,42 @@ def history_tables() -> set[str]:
     return found
 
 
-def history_rule_violations(declared: dict, profiles: dict) -> list[str]:
-    """A history table keeps at least as many nights as the longest window a profile reads; all of them
-    while a profile reads every night (lookback_days null)."""
-    out = []
-    for table in sorted(history_tables()):
-        keep = declared[table].keep_nights
-        for name, lookback in profiles.items():
-            if keep is not None and (lookback is None or keep < lookback):
-                out.append(f"{table} keeps {keep} nights; {name} reads genres.lookback_days={lookback}")
-    return out
-
-
-def test_history_is_kept_as_long_as_any_profile_reads_it():
+def test_history_tables_are_kept_by_the_window():
+    """Every table read through lake/history.py is a history table (kept by the profile's window,
+    never by a count of nights), and retention keeps exactly the window's days of it."""
     assert "interactions_clean" in history_tables()
-    profiles = {p.name: load_config(p).genres.lookback_days for p in sorted((ROOT / "configs").glob("*.yaml"))}
-    assert profiles and history_rule_violations(TABLES, profiles) == []
-    # the rule bites: a week of history under a 30-day window, or under a profile that reads everything
-    short = {**TABLES, "interactions_clean": dataclasses.replace(TABLES["interactions_clean"], keep_nights=7)}
-    assert history_rule_violations(short, {"a": 30, "b": 7}) == [
-        "interactions_clean keeps 7 nights; a reads genres.lookback_days=30"]
-    assert history_rule_violations(short, {"c": None}) != []
+    assert all(TABLES[t].history and TABLES[t].keep_nights is None for t in history_tables())
+    with pytest.raises(ValueError, match="kept by the window"):
+        tables._declare(dataclasses.replace(TABLES["interactions_clean"], keep_nights=7))
+
+
+def test_history_window_retention(tmp_path):
+    lake = Lake(str(tmp_path))
+    frame = pd.DataFrame({c: pd.Series(dtype="object") for c in tables.schema("interactions_clean").names})
+    frame = frame.astype({"rating": "float64", "ts": "datetime64[us, UTC]"})
+    days = [str(DAY + dt.timedelta(days=k)) for k in range(10)]
+    for d in days[:6] + days[7:]:  # a missing night inside the window shortens nothing
+        lake.write_pandas("interactions_clean", d, frame, M)
+    assert retention.plan(lake, days[-1]) == []  # no window: everything is history
+    plan = retention.plan(lake, days[-1], history_days=5)
+    assert [r.ds for r in plan] == days[:5]
+    assert all(f"before the history window of 5 days ({days[5]} .. {days[9]})" == r.reason for r in plan)
+    # a backfilled night's window reaches further back, and nothing after the night goes
+    assert [r.ds for r in retention.plan(lake, days[6], history_days=5)] == days[:2]
+
+
+def test_catch_up_stays_inside_the_window(tmp_path):
+    """clean's catch-up does not clean again a raw day that retention removed from the history."""
+    from genre_lib.datasets.source import source_for
+
+    days = [DAY + dt.timedelta(days=k) for k in range(10)]
+    for d in days:
+        folder = tmp_path / "raw" / "interactions" / f"ds={d}"
+        folder.mkdir(parents=True)
+        (folder / "events.jsonl").write_text('{"user_id": "u", "item_id": "i", "event": "view", "ts": 1}\n')
+    cfg = load_config("configs/default.yaml", ["data.format=raw", f"data.path={tmp_path / 'raw'}",
+                                               "genres.lookback_days=4", "clean.late_days=1"])
+    assert source_for(cfg).raw_files(days[-1], committed=[]).days == [str(d) for d in days[-4:]]
+    everything = load_config("configs/default.yaml", ["data.format=raw", f"data.path={tmp_path / 'raw'}",
+                                                      "genres.lookback_days=null"])
+    assert len(source_for(everything).raw_files(days[-1], committed=[]).days) == 10

@@ -84,15 +84,19 @@ class CleanConfig(_Section):
     events: list[str] = Field(["view", "click", "rate", "purchase"], description="Accepted event types (compared "
                               "lower-cased and trimmed); any other event is quarantined as unknown_event.")
     catch_up: bool = Field(True, description="Also clean every earlier raw day folder that has no committed "
-                           "interactions_clean partition yet (a first run on an empty lake cleans the whole history).")
+                           "interactions_clean partition yet, inside the history window genres.lookback_days (a "
+                           "first run on an empty lake cleans the window; a day retention removed is not cleaned "
+                           "again).")
 
 
 class GenresConfig(_Section):
     """genre_lib/stages/genre_weights.py: w_uc = f(u,c) / sum_k f(u,k), f(u,c) the sum of value(i) x s(i,c)
     over the user's interactions."""
     lookback_days: Optional[int] = Field(None, ge=1, description="Days of history read up to the run date by the "
-                                         "genres, recommend and evaluate stages and by tuning; null: every "
-                                         "committed day.")
+                                         "genres, recommend and evaluate stages and by tuning, and what the "
+                                         "maintenance task keeps of the history tables; null: every committed day "
+                                         "(and a night's cost grows with the nights before it). Every shipped "
+                                         "profile sets it, chosen by bench/history_window.py.")
     multi_genre: Literal["split", "full"] = Field(
         "split", description="How an item with n genres counts towards each of them: split 1/n (s(i,c) = 1/n), "
         "full 1 (s(i,c) = 1).")

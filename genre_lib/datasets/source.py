@@ -73,7 +73,8 @@ class RawSource(Source):
 
     def raw_files(self, run_date: dt.date, committed: list[str]) -> RawFiles:
         """The late window [D - late_days, D], plus with `clean.catch_up` every earlier raw day that
-        has no committed clean partition yet."""
+        has no committed clean partition yet, inside the history window (genres.lookback_days): a
+        day retention removed is not cleaned again."""
         inter, ds = self.path / "interactions", run_date.isoformat()
         day_dirs = {m.group(1): d for d in inter.glob("ds=*") if (m := DAY.fullmatch(d.name))} if inter.exists() else {}
         if not day_dirs:  # a flat export: every file is tonight's
@@ -82,7 +83,9 @@ class RawSource(Source):
         window = {(run_date - dt.timedelta(days=k)).isoformat() for k in range(self.cfg.clean.late_days + 1)}
         wanted = {d for d in day_dirs if d in window}
         if self.cfg.clean.catch_up:
-            wanted |= {d for d in day_dirs if d < ds and d not in committed}
+            w = self.cfg.genres.lookback_days
+            first = (run_date - dt.timedelta(days=w - 1)).isoformat() if w else ""
+            wanted |= {d for d in day_dirs if first <= d < ds and d not in committed}
         wanted.add(ds)
         files: list[Path] = []
         for d in sorted(wanted):

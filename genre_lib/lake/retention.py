@@ -47,31 +47,37 @@ class Removal:
 
 
 def plan(lake: Lake, today: dt.date | str, protect: Iterable[tuple[str, dt.date | str]] = (),
-         now: Optional[float] = None) -> list[Removal]:
-    """What retention would remove from `lake` on night `today` (nothing is touched)."""
+         now: Optional[float] = None, history_days: Optional[int] = None) -> list[Removal]:
+    """What retention would remove from `lake` on night `today` (nothing is touched). `history_days`:
+    the profile's window (genres.lookback_days), what a history table keeps; None keeps all of it."""
     today, now = str(today), time.time() if now is None else now
     keep = {(t, str(d)) for t, d in protect}
+    start = str(dt.date.fromisoformat(today) - dt.timedelta(days=history_days - 1)) if history_days else None
     out: list[Removal] = []
     for table in TABLES.values():
         n = table.keep_nights
-        if n is None:
+        if (n is None and not table.history) or (table.history and start is None):
             continue
         nights = lake.committed(table.name)
         window = [d for d in nights if d <= today]
-        kept, expired = window[-n:], window[:-n]
+        if table.history:
+            kept, expired = [d for d in window if d >= start], [d for d in window if d < start]
+            why = f"before the history window of {history_days} days ({start} .. {today})"
+        else:
+            kept, expired = window[-n:], window[:-n]
+            why = f"older than the newest {n} committed nights ({kept[0]} .. {kept[-1]} kept)" if kept else ""
         for d in expired:
             if (table.name, d) in keep or d == nights[-1]:
                 continue
-            out.append(Removal(table.name, d, f"older than the newest {n} committed nights ({kept[0]} .. "
-                               f"{kept[-1]} kept)", lake.partition(table.name, d), "partition",
+            out.append(Removal(table.name, d, why, lake.partition(table.name, d), "partition",
                                lake.manifest(table.name, d).get("attempt")))
         if kept:  # night folders no manifest commits (a writer that died, a removal cut short)
             for info in _dirs(lake, lake.path(table.name)):
                 d = info.base_name[len("ds="):]
                 if (info.base_name.startswith("ds=") and d < kept[0] and d not in nights
                         and (table.name, d) not in keep and _idle(lake, info, now) > storage.GRACE_S):
-                    out.append(Removal(table.name, d, f"uncommitted (no manifest) and older than the newest {n} "
-                                       "committed nights", info.path, "uncommitted"))
+                    out.append(Removal(table.name, d, "uncommitted (no manifest) and older than what is kept",
+                                       info.path, "uncommitted"))
     return out + _scratch(lake, now)
 
 
@@ -110,9 +116,9 @@ def apply(lake: Lake, removals: Iterable[Removal], dry_run: bool = False) -> lis
 
 
 def expire(lake: Lake, today: dt.date | str, protect: Iterable[tuple[str, dt.date | str]] = (),
-           dry_run: bool = False) -> list[Removal]:
+           dry_run: bool = False, history_days: Optional[int] = None) -> list[Removal]:
     """The maintenance step: `apply(plan(...))`."""
-    return apply(lake, plan(lake, today, protect), dry_run)
+    return apply(lake, plan(lake, today, protect, history_days=history_days), dry_run)
 
 
 def _remove_partition(lake: Lake, r: Removal) -> bool:

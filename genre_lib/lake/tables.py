@@ -16,12 +16,15 @@ _vec = pa.list_(pa.float32())
 class Table:
     """One table of the contract: its name, the stage that writes it, its schema version and its
     Arrow schema (None for a JSON document such as the evaluation report). `keep_nights`: how many of
-    its newest committed nights the maintenance step keeps (genre_lib/lake/retention.py); None: all."""
+    its newest committed nights the maintenance step keeps (genre_lib/lake/retention.py); None: all.
+    `history`: kept by the profile's history window instead (`genres.lookback_days` calendar days up
+    to the night, what the readers of the history read; all of it while the window is null)."""
     name: str
     stage: str
     version: int
     schema: Optional[pa.Schema]
     keep_nights: Optional[int] = None
+    history: bool = False
 
 
 SNAPSHOT_NIGHTS = 7   # a table rebuilt whole each night: a week to compare nights and to roll back
@@ -39,23 +42,25 @@ def _declare(*tables: Table) -> dict[str, Table]:
     for t in tables:
         if t.keep_nights is not None and t.keep_nights < 1:  # the newest night always stays
             raise ValueError(f"table {t.name}: keep_nights {t.keep_nights} (None or at least 1)")
+        if t.history and t.keep_nights is not None:
+            raise ValueError(f"table {t.name}: a history table is kept by the window, not keep_nights")
     return {t.name: t for t in tables}
 
 
 # Every table, in pipeline order, with its writer stage and retention. Ids are strings whatever the
-# source. A history table keeps at least the longest `genres.lookback_days` of any profile (None while
-# a profile reads every night; tests/test_retention.py holds the rule); a snapshot rebuilt each night
-# keeps a week, enough to compare and to roll back; small records keep more than a year.
+# source. A history table keeps the profile's window (tests/test_retention.py: every table read
+# through lake/history.py is one); a snapshot rebuilt each night keeps a week, enough to compare and
+# to roll back; small records keep more than a year.
 TABLES: dict[str, Table] = _declare(
     Table("interactions_clean", "clean_interactions", 1, pa.schema([
         ("user_id", pa.string()), ("item_id", pa.string()), ("event", pa.string()),
         ("rating", pa.float64()), ("ts", pa.timestamp("us", tz="UTC")),
-    ]), keep_nights=None),  # history (genre_lib/lake/history.py): every night a profile's window may read
+    ]), history=True),  # read through genre_lib/lake/history.py: the window's days
     Table("interactions_quarantine", "clean_interactions", 1, pa.schema([
         ("user_id", pa.string()), ("item_id", pa.string()), ("event", pa.string()),
         ("rating", pa.string()), ("ts", pa.string()), ("raw", pa.string()),
         ("source_file", pa.string()), ("reason", pa.string()), ("run_id", pa.string()),
-    ]), keep_nights=None),  # the other half of the clean/quarantine reconciliation: kept as long as the history
+    ]), history=True),  # the other half of the clean/quarantine reconciliation: kept as long as the history
     Table("items_clean", "clean_interactions", 1, pa.schema([
         ("item_id", pa.string()), ("title", pa.string()), ("description", pa.string()),
         ("genres", pa.list_(pa.string())), ("tags", pa.string()),

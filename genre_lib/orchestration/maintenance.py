@@ -1,7 +1,8 @@
 """The maintenance task of genre_nightly (after the night's last stage, before its verdict): what has
 expired goes, each removal logged with what and why, and listed in the MLflow parent run.
 
-- The lake: every table's `keep_nights` (lake/tables.py), through lake/retention.py. Protected: every
+- The lake: every table's `keep_nights` (lake/tables.py), and the history tables' window
+  (`genres.lookback_days`), through lake/retention.py. Protected: every
   table's partition of the night the serving store serves, and tonight's (max_active_runs=1: no
   other night runs meanwhile).
 - MLflow: runs of the pipeline's experiments (nightly and tuning) older than
@@ -49,7 +50,7 @@ def lake_removals(cfg, ds: str, dry_run: bool) -> list[dict]:
     lake = Lake(cfg.lake_root)
     nights = {ds} | ({served_night(cfg)} - {None})
     protect = [(t, n) for t in TABLES for n in nights]
-    done = retention.expire(lake, ds, protect, dry_run=dry_run)
+    done = retention.expire(lake, ds, protect, dry_run=dry_run, history_days=cfg.genres.lookback_days)
     if cfg.lake.scratch_root:
         done += retention.expire(Lake(cfg.lake.scratch_root), ds, dry_run=dry_run)
     return [{"what": f"lake {r.table} ds={r.ds}", "why": r.reason, "path": r.path} for r in done]
