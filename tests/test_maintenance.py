@@ -109,6 +109,11 @@ def test_old_mlflow_runs_are_deleted_and_collected(setup):
     old = client.create_run(exp, start_time=int((now - 40 * DAY_S) * 1000), run_name="old night")
     client.log_text(old.info.run_id, "x", "report.txt")
     young = client.create_run(exp, start_time=int((now - 5 * DAY_S) * 1000), run_name="young night")
+    # a replayed night: started just now, but its night is 60 days before tonight
+    replay = client.create_run(exp, run_name="replayed night", tags={"run_date": night(n - 1 - 60)})
+    recent = client.create_run(exp, start_time=int((now - 90 * DAY_S) * 1000), run_name="recent night",
+                               tags={"run_date": night(n - 2)})
+    trends = client.create_run(exp, start_time=int((now - 90 * DAY_S) * 1000), tags={"stage": "trends"})
     # as old, but it produced a model version that is kept: it stays
     behind = client.create_run(exp, start_time=int((now - 40 * DAY_S) * 1000), run_name="classifier training")
     client.create_registered_model("genre-classifier")
@@ -116,8 +121,10 @@ def test_old_mlflow_runs_are_deleted_and_collected(setup):
     report = maintenance.maintain(cfg, night(n - 1), airflow_db=False, now=now)
     ids = {r.info.run_id for r in client.search_runs([exp], run_view_type=3)}  # ALL: deleted ones too
     assert old.info.run_id not in ids  # garbage-collected, not only marked deleted
-    assert young.info.run_id in ids and behind.info.run_id in ids
-    assert [r["what"] for r in report["mlflow"]] == [f"mlflow run {old.info.run_id} (old night)"]
+    assert replay.info.run_id not in ids
+    assert {young.info.run_id, behind.info.run_id, recent.info.run_id, trends.info.run_id} <= ids
+    assert sorted(r["what"] for r in report["mlflow"]) == sorted([f"mlflow run {old.info.run_id} (old night)",
+                                                                  f"mlflow run {replay.info.run_id} (replayed night)"])
 
 
 @pytest.mark.slow

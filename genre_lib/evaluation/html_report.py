@@ -1,6 +1,8 @@
 """The evaluation's HTML report, an artifact (`report.html`) of the evaluate stage's MLflow run: the
 metric table of every model, a bar chart per metric across the models, the genre mix of tonight's
-recommendations against the catalogue's, and coverage/novelty/diversity side by side.
+recommendations against the catalogue's, coverage/novelty/diversity side by side, and tonight beside
+the nights before (checks/trends.py: the metric and its ablations, input volume, quarantine share,
+check failures, genre-mix drift).
 
 Self-contained (inline CSS and SVG, no scripts), so MLflow's artifact viewer shows it as is. The
 metric keys it fills in are the ones `evaluate.log_to_mlflow` uses: `<model>.<metric>_at_<k>`.
@@ -61,7 +63,7 @@ def genre_mix(recs: pd.DataFrame, item_genres: pd.DataFrame) -> pd.DataFrame:
 
 
 def render(payload: dict, recs: Optional[pd.DataFrame] = None, item_genres: Optional[pd.DataFrame] = None,
-           title: str = "Evaluation") -> str:
+           title: str = "Evaluation", trends: str = "") -> str:
     k, primary, models = payload["k"], payload["primary"], payload["models"]
     names = list(models)
     cols = [f"{m}@{k}" for m in METRICS]
@@ -85,6 +87,7 @@ def render(payload: dict, recs: Optional[pd.DataFrame] = None, item_genres: Opti
              "<h2>Coverage, novelty, diversity</h2><table id='beyond'><tr><th>model</th>"
              + "".join(f"<th>{c}</th>" for c in beyond) + f"</tr>{bt}</table>"]
     parts.append(_recommendations_section(recs, item_genres))
+    parts.append(trends)
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -123,17 +126,20 @@ def log_report(payload: dict) -> None:
 
     from genre_lib.orchestration.jobrun import current
 
+    from genre_lib.checks.trends import report_section
+
     recs = item_genres = None
-    title = "Evaluation"
+    title, trends = "Evaluation", ""
     ctx = current()
     if ctx is not None:
         title = f"Evaluation {ctx.ds} ({ctx.run_id})"
+        trends = report_section(ctx.lake, ctx.ds, payload, f"ndcg@{payload['k']}")
         if ctx.ds in ctx.lake.committed("recommendations"):
             recs = ctx.lake.read_pandas("recommendations", ctx.ds, ["user_id", "item_id", "rank"])
         genres_ds = ctx.lake.latest("item_genres", ctx.ds)
         if genres_ds:
             item_genres = ctx.lake.read_pandas("item_genres", genres_ds)
-    mlflow.log_text(render(payload, recs, item_genres, title), "report.html")
+    mlflow.log_text(render(payload, recs, item_genres, title, trends), "report.html")
     logged = mlflow.get_run(mlflow.active_run().info.run_id).data.metrics
     missing = {key: v for key, v in metric_keys(payload).items() if key not in logged}
     if missing:

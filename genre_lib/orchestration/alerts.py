@@ -180,6 +180,13 @@ def finish_run(params: dict, run_id: str, stages: Optional[list[str]] = None,
     client.set_tag(parent, "outcome", verdict.outcome)
     client.log_dict(parent, verdict.to_dict(), "verdict.json")
     client.set_terminated(parent, status)
+    try:  # the night's figures over the nights in MLflow's charts; a failure here must not hide the verdict
+        from genre_lib.checks.trends import log_night
+        from genre_lib.lake.storage import Lake
+
+        log_night(client, experiment_id(cfg), Lake(cfg.lake_root), run_date, cfg.publish.metric)
+    except Exception:
+        log.exception("could not log tonight's trends")
     if not verdict.green or verdict.warnings:
         client.set_tag(parent, "alert_sent", str(send(verdict, context or {})).lower())
     if not verdict.green:  # the DAG run must fail too: this task is its only leaf

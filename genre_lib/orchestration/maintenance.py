@@ -5,9 +5,9 @@ expired goes, each removal logged with what and why, and listed in the MLflow pa
   (`genres.lookback_days`), through lake/retention.py. Protected: every
   table's partition of the night the serving store serves, and tonight's (max_active_runs=1: no
   other night runs meanwhile).
-- MLflow: runs of the pipeline's experiments (nightly and tuning) older than
-  `maintenance.mlflow_keep_days` are deleted, then garbage-collected with their artifacts (`mlflow
-  gc`), except the runs that produced a model version still kept.
+- MLflow: runs of the pipeline's experiments (nightly and tuning) whose night is more than
+  `maintenance.mlflow_keep_days` before tonight are deleted, then garbage-collected with their
+  artifacts (`mlflow gc`), except the runs that produced a model version still kept and the trends run.
 - The model registry: of each registered model (the classifier, the re-ranker trees), the newest
   `maintenance.registry_keep` versions stay, and any version holding an alias (champion) whatever
   its age.
@@ -77,7 +77,11 @@ def registry_removals(client, keep: int | None, dry_run: bool) -> tuple[list[dic
     return out, kept_runs
 
 
-def mlflow_removals(cfg, keep_days: int | None, keep_runs: set[str], dry_run: bool, now: float) -> list[dict]:
+def mlflow_removals(cfg, ds: str, keep_days: int | None, keep_runs: set[str], dry_run: bool,
+                    now: float) -> list[dict]:
+    """Runs of the nightly and tuning experiments older than `keep_days`: counted from the run's night
+    (tag run_date) to tonight, so that a backfill or a replay ages as its nights do; from its start
+    time for a run without one. Never a run behind a kept model version, nor the trends run."""
     from mlflow.tracking import MlflowClient
 
     from genre_lib.orchestration.tracking import tracking_uri
@@ -85,16 +89,19 @@ def mlflow_removals(cfg, keep_days: int | None, keep_runs: set[str], dry_run: bo
     if keep_days is None:
         return []
     client = MlflowClient(tracking_uri(cfg))
+    first = str(dt.date.fromisoformat(ds) - dt.timedelta(days=keep_days))
     cutoff_ms = int((now - keep_days * DAY_S) * 1000)
     exps = [e for e in (client.get_experiment_by_name(n) for n in (cfg.mlflow.experiment, cfg.tuning.experiment)) if e]
     out, ids = [], []
     for exp in exps:
-        for run in client.search_runs([exp.experiment_id], filter_string=f"attributes.start_time < {cutoff_ms}",
-                                      max_results=50_000):
-            if run.info.run_id in keep_runs:
+        for run in client.search_runs([exp.experiment_id], max_results=50_000):
+            night = run.data.tags.get("run_date") or ""
+            old = night < first if night else run.info.start_time < cutoff_ms
+            if not old or run.info.run_id in keep_runs or run.data.tags.get("stage") == "trends":
                 continue
-            why = f"started {dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.timezone.utc):%Y-%m-%d}, " \
-                  f"more than mlflow_keep_days {keep_days} ago"
+            why = (f"night {night} is more than mlflow_keep_days {keep_days} before {ds}" if night else
+                   f"started {dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.timezone.utc):%Y-%m-%d}, "
+                   f"more than mlflow_keep_days {keep_days} ago")
             log.info("maintenance%s: MLflow run %s (%s): %s", " (dry run)" if dry_run else "", run.info.run_id,
                      run.info.run_name, why)
             if not dry_run:
@@ -107,7 +114,7 @@ def mlflow_removals(cfg, keep_days: int | None, keep_runs: set[str], dry_run: bo
     return out
 
 
-def airflow_clean(keep_days: int | None, dry_run: bool, now: float) -> list[dict]:
+def airflow_clean(keep_days: float | None, dry_run: bool, now: float) -> list[dict]:
     """`airflow db clean` on the database GENRE_AIRFLOW_DB_CONN names: Airflow 3 hides its metadata
     database from tasks (their SQL_ALCHEMY_CONN is replaced), so the deployment hands it to this one
     task on purpose; without it nothing is trimmed and the log says so."""
@@ -143,7 +150,7 @@ def maintain(cfg, ds: str, dry_run: bool = False, now: float | None = None, airf
     dry_run = dry_run or m.dry_run
     report = {"dry_run": dry_run, "lake": lake_removals(cfg, ds, dry_run)}
     report["registry"], keep_runs = registry_removals(MlflowClient(tracking_uri(cfg)), m.registry_keep, dry_run)
-    report["mlflow"] = mlflow_removals(cfg, m.mlflow_keep_days, keep_runs, dry_run, now)
+    report["mlflow"] = mlflow_removals(cfg, ds, m.mlflow_keep_days, keep_runs, dry_run, now)
     report["airflow"] = airflow_clean(m.airflow_keep_days, dry_run, now) if airflow_db else []
     log.info("maintenance %s%s: %s", ds, " (dry run)" if dry_run else "", {k: len(v) for k, v in report.items()
                                                                           if isinstance(v, list)})
