@@ -124,9 +124,8 @@ def log_report(payload: dict) -> None:
     evaluate left out."""
     import mlflow
 
-    from genre_lib.orchestration.jobrun import current
-
     from genre_lib.checks.trends import report_section
+    from genre_lib.orchestration.jobrun import current
 
     recs = item_genres = None
     title, trends = "Evaluation", ""
