@@ -169,3 +169,26 @@ def test_throttle():
     t = Throttle(every_s=3600)
     assert t.due() and not t.due()
     assert Throttle(every_s=0).due() and Throttle(every_s=0).due()
+
+
+def test_progress_reports_rate_and_what_is_left(caplog):
+    """A stage's report reaches the heartbeat's line with its rate and an estimate of what is left."""
+    import logging
+
+    from genre_lib.orchestration import progress
+
+    progress._done.clear()
+    assert progress.describe() == ""
+    progress.report("user blocks", 0, 8, users=0)
+    t0 = progress._done["t0"]
+    progress.report("user blocks", 2, 8, users=1200, interactions=54000)
+    line = progress.describe(now=t0 + 60)
+    assert line == "user blocks 2 of 8 (1,200 users, 54,000 interactions), 2.00/min, about 180 s left"
+    log = logging.getLogger("genre.test")
+    with caplog.at_level(logging.INFO, logger="genre.test"), progress.Heartbeat(log, "recommend D", every_s=0.05):
+        progress.report("user blocks", 1, 4, users=10)
+        import time
+
+        time.sleep(0.3)
+    assert any("recommend D: running" in m and "user blocks 1 of 4 (10 users)" in m for m in caplog.messages)
+    assert progress.spark_status(None) == ""

@@ -13,6 +13,7 @@ import pandas as pd
 from genre_lib.evaluation import ab_eval
 from genre_lib.evaluation.scratch import Scratch
 from genre_lib.lake.catalogue import Catalogue
+from genre_lib.orchestration import progress
 from genre_lib.protocol.metrics import ranking_metrics, spark_ranking_metrics
 from genre_lib.protocol.splits import cold_item_split, cold_items, new_items, split
 from genre_lib.ranking import blend, rerank
@@ -144,6 +145,7 @@ def evaluate_blocks(blocks, catalogue: Catalogue, cfg, *, item_genres: Optional[
             counts["train_rows"] += len(train)
             counts["test_rows"] += len(test)
             counts["n_train_users"] += model.n_users
+            progress.report("user blocks", b, blocks.n, users=counts["n_train_users"], train_rows=counts["train_rows"])
             keep("truth", test[["user_id", "item_id"]], b)
             ranked = {}
             plain = {n: w for n, w in blends.items() if n not in rankers and n not in ("genre-labels", "random")}

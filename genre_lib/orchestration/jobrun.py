@@ -135,7 +135,7 @@ def main(stage: str, argv: Optional[list[str]] = None) -> int:
     t0 = time.time()
     try:
         with stage_run(ctx.cfg, stage, ctx.run_id, ctx.ds), recording_reads() as reads, _running(ctx), \
-                Heartbeat(log, f"{stage} {ctx.ds}"):
+                Heartbeat(log, f"{stage} {ctx.ds}", spark=lambda: ctx._spark):
             try:
                 fail_if_asked(stage, ctx.ds)
                 metrics = importlib.import_module(STAGE_SPECS[stage].module).run(ctx) or {}

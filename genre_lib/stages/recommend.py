@@ -7,6 +7,7 @@ import pandas as pd
 
 from genre_lib.lake.catalogue import Catalogue
 from genre_lib.lake.user_blocks import UserBlocks
+from genre_lib.orchestration import progress
 from genre_lib.ranking import ab, rerank, spark_rank
 from genre_lib.ranking.blend import recommend, recommendations_frame, score_users
 from genre_lib.ranking.model import COMPONENTS, fit_items, fit_users
@@ -56,6 +57,8 @@ def _ranked(ctx, blocks: UserBlocks) -> dict:
                 if a.name is not None:
                     totals["ab"][a.name] = totals["ab"].get(a.name, 0) + len(a.rows)
             yield history, model, arms
+            totals["rows"] = totals.get("rows", 0) + len(history)
+            progress.report("user blocks", b + 1, blocks.n, users=totals["users"], interactions=totals["rows"])
 
     if cfg.recommend.execution.engine == "spark":  # user blocks ranked on the executors, by score_users
         staged = ctx.lake.staging("recommendations", ctx.ds)
