@@ -73,6 +73,19 @@ def test_lake_keeps_the_served_night_and_the_newest(setup):
     assert all("newest 7 committed nights" in r["why"] for r in report["lake"])
 
 
+def test_keep_nights_override(setup, tmp_path):
+    cfg, lake, n = setup
+    short = load_config("configs/default.yaml", [f"lake.root={cfg.lake_root}", f"publish.sqlite_path={tmp_path / 'serving.db'}",
+                                                 "maintenance.keep_nights={recommendations: 2}"])
+    maintenance.maintain(short, night(n - 1), airflow_db=False)
+    assert lake.committed("recommendations") == [night(0), night(n - 2), night(n - 1)]
+    from genre_lib.config.settings import ConfigError
+
+    for bad in ("{interactions_clean: 3}", "{item_embeddings: 1}", "{nope: 3}"):
+        with pytest.raises(ConfigError):
+            load_config("configs/default.yaml", [f"maintenance.keep_nights={bad}"])
+
+
 def test_dry_run_lists_and_removes_nothing(setup, caplog):
     cfg, lake, n = setup
     client = MlflowClient()

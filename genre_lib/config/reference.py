@@ -120,6 +120,9 @@ ENV_VARS: dict[str, tuple[EnvVar, ...]] = {
                "sleep-<s>: it takes s seconds longer, then goes on (a night that overruns its deadline)."),
         EnvVar("GENRE_FAULT_AT", "unset", "genre_lib/lake/storage.py (tests/reliability)", "<fault point>: the "
                "process kills itself (SIGKILL) at that point of a table commit."),
+        EnvVar("GENRE_FAULT_FILE", "unset", "genre_lib/lake/storage.py (bench/soak.py)", "<path> of a file naming a "
+               "fault point: the first process to reach that point takes the file away and dies (SIGKILL); its "
+               "retry runs through."),
         EnvVar("GENRE_PROD_CHECK", "unset: skipped", "tests/test_prod_profile.py", "1: run the opt-in "
                "production-profile test (PostgreSQL and Redis needed)."),
         EnvVar("GENRE_SKIP_SPARK", "unset", "tests/test_encoder.py", "1: skip the Spark encoder test."),

@@ -47,15 +47,17 @@ class Removal:
 
 
 def plan(lake: Lake, today: dt.date | str, protect: Iterable[tuple[str, dt.date | str]] = (),
-         now: Optional[float] = None, history_days: Optional[int] = None) -> list[Removal]:
+         now: Optional[float] = None, history_days: Optional[int] = None,
+         keep_nights: Optional[dict[str, int]] = None) -> list[Removal]:
     """What retention would remove from `lake` on night `today` (nothing is touched). `history_days`:
-    the profile's window (genres.lookback_days), what a history table keeps; None keeps all of it."""
+    the profile's window (genres.lookback_days), what a history table keeps; None keeps all of it.
+    `keep_nights`: per table, nights kept instead of the contract's (maintenance.keep_nights)."""
     today, now = str(today), time.time() if now is None else now
     keep = {(t, str(d)) for t, d in protect}
     start = str(dt.date.fromisoformat(today) - dt.timedelta(days=history_days - 1)) if history_days else None
     out: list[Removal] = []
     for table in TABLES.values():
-        n = table.keep_nights
+        n = (keep_nights or {}).get(table.name, table.keep_nights)
         if (n is None and not table.history) or (table.history and start is None):
             continue
         nights = lake.committed(table.name)
@@ -116,9 +118,10 @@ def apply(lake: Lake, removals: Iterable[Removal], dry_run: bool = False) -> lis
 
 
 def expire(lake: Lake, today: dt.date | str, protect: Iterable[tuple[str, dt.date | str]] = (),
-           dry_run: bool = False, history_days: Optional[int] = None) -> list[Removal]:
+           dry_run: bool = False, history_days: Optional[int] = None,
+           keep_nights: Optional[dict[str, int]] = None) -> list[Removal]:
     """The maintenance step: `apply(plan(...))`."""
-    return apply(lake, plan(lake, today, protect, history_days=history_days), dry_run)
+    return apply(lake, plan(lake, today, protect, history_days=history_days, keep_nights=keep_nights), dry_run)
 
 
 def _remove_partition(lake: Lake, r: Removal) -> bool:

@@ -45,9 +45,21 @@ log = logging.getLogger("genre.lake")
 
 
 def _fault_point(name: str) -> None:
-    """Fault injection for the reliability suite: GENRE_FAULT_AT=<name> makes this process die by
-    SIGKILL here, at the most delicate moments of a commit, which random kill times rarely hit."""
+    """Fault injection for the reliability suite and the soak: GENRE_FAULT_AT=<name> makes this process
+    die by SIGKILL here, at the most delicate moments of a commit, which random kill times rarely hit;
+    GENRE_FAULT_FILE=<path> does the same once, for the first process to reach the point the file
+    names (it takes the file away, so the retry runs through)."""
     if os.environ.get("GENRE_FAULT_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    armed = os.environ.get("GENRE_FAULT_FILE")
+    if armed and os.path.isfile(armed):
+        with open(armed) as f:
+            if f.read().strip() != name:
+                return
+        try:
+            os.rename(armed, f"{armed}.fired")  # one process wins the rename; the others go on
+        except OSError:
+            return
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -50,7 +50,8 @@ def lake_removals(cfg, ds: str, dry_run: bool) -> list[dict]:
     lake = Lake(cfg.lake_root)
     nights = {ds} | ({served_night(cfg)} - {None})
     protect = [(t, n) for t in TABLES for n in nights]
-    done = retention.expire(lake, ds, protect, dry_run=dry_run, history_days=cfg.genres.lookback_days)
+    done = retention.expire(lake, ds, protect, dry_run=dry_run, history_days=cfg.genres.lookback_days,
+                            keep_nights=cfg.maintenance.keep_nights)
     if cfg.lake.scratch_root:
         done += retention.expire(Lake(cfg.lake.scratch_root), ds, dry_run=dry_run)
     return [{"what": f"lake {r.table} ds={r.ds}", "why": r.reason, "path": r.path} for r in done]
