@@ -27,7 +27,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export NO_PROXY := *
 
 .PHONY: nightly test reliability airflow mlflow-ui airflow-init data bench clean-state prod-install prod-check \
-	airflow-pools backfill-test ui-install ui-check serve
+	airflow-pools backfill-test ui-install ui-check serve soak
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -95,6 +95,12 @@ mlflow-ui: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/encoder.py && $(PY) bench/topk.py && $(PY) bench/spark_genres.py
+
+# NIGHTS consecutive nights through a real scheduler with injected faults (bench/soak.py; slow:
+# about 3 minutes a night on 2 cores); its figures in the JSON file it prints last
+NIGHTS ?= 21
+soak: $(VENV)/.installed
+	$(PY) bench/soak.py --nights $(NIGHTS) $(SOAK_ARGS)
 
 # Production profile (configs/production.env): Postgres + Celery/Redis Airflow, MLflow server on
 # Postgres. Needs those servers; `make nightly` above needs none.

@@ -131,6 +131,15 @@ def test_a_warning_alerts_once_and_the_night_stays_green(night, inbox):
     assert mail["Subject"].endswith("published with warnings") and "PSI 0.4 &gt; 0.25" in body(mail)
 
 
+def test_a_retried_stage_is_a_warning(night, inbox):
+    cfg, lake, finish = night
+    finish("publish", "publish")  # the first try was killed (its run never finished), the retry went through
+    decide(lake, True, "ok")
+    assert finish_run(cfg, ["publish"]) == "FINISHED"
+    (mail,) = inbox.mails
+    assert "publish: finished on try 2" in body(mail)
+
+
 def test_a_failed_task_alerts_once_from_the_verdict(night, inbox):
     cfg, lake, finish = night
     from mlflow.tracking import MlflowClient

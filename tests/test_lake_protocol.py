@@ -153,3 +153,22 @@ def test_kill_mid_vacuum_leaves_the_committed_partition(lake_root):
     assert len(lake.read_pandas("items_clean", D)) == 7
     lake.vacuum("items_clean", D, grace_s=0)
     assert attempts(lake) == [lake.manifest("items_clean", D)["attempt"]]
+
+
+def test_fault_file_kills_once(tmp_path):
+    """GENRE_FAULT_FILE: the first writer to reach the named point dies by SIGKILL and takes the file
+    away; the same write run again (Airflow's retry) commits."""
+    import subprocess
+    import sys
+
+    armed = tmp_path / "fault"
+    armed.write_text("before_manifest\n")
+    code = ("import sys, pandas as pd; from genre_lib.lake.storage import Lake; "
+            "Lake(sys.argv[1]).write_json('evaluation', '2026-11-22', 'metrics.json', {'a': 1}, "
+            "{'run_id': 'r', 'config_hash': 'h'})")
+    env = {**os.environ, "GENRE_FAULT_FILE": str(armed)}
+    first = subprocess.run([sys.executable, "-c", code, str(tmp_path / "lake")], env=env, cwd=ROOT)
+    assert first.returncode == -9 and not armed.exists() and (tmp_path / "fault.fired").exists()
+    assert Lake(str(tmp_path / "lake")).committed("evaluation") == []
+    again = subprocess.run([sys.executable, "-c", code, str(tmp_path / "lake")], env=env, cwd=ROOT)
+    assert again.returncode == 0 and Lake(str(tmp_path / "lake")).committed("evaluation") == ["2026-11-22"]

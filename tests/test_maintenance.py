@@ -80,10 +80,12 @@ def test_keep_nights_override(setup, tmp_path):
     maintenance.maintain(short, night(n - 1), airflow_db=False)
     assert lake.committed("recommendations") == [night(0), night(n - 2), night(n - 1)]
     from genre_lib.config.settings import ConfigError
+    from genre_lib.orchestration.pipeline import preflight
 
     for bad in ("{interactions_clean: 3}", "{item_embeddings: 1}", "{nope: 3}"):
-        with pytest.raises(ConfigError):
-            load_config("configs/default.yaml", [f"maintenance.keep_nights={bad}"])
+        with pytest.raises(ConfigError, match="maintenance.keep_nights"):
+            preflight(load_config("configs/default.yaml", [f"maintenance.keep_nights={bad}", "data.path=."]),
+                      "recommend")
 
 
 def test_dry_run_lists_and_removes_nothing(setup, caplog):

@@ -119,7 +119,7 @@ def test_manifest_goes_first_and_a_cut_short_removal_is_finished_later(tmp_path,
         if name == "mid_retention":
             raise KeyboardInterrupt  # stands in for the SIGKILL of GENRE_FAULT_AT=mid_retention
 
-    monkeypatch.setattr(retention, "_fault_point", die)
+    monkeypatch.setattr(retention, "fault_point", die)
     with pytest.raises(KeyboardInterrupt):
         retention.apply(lake, plan)
     part = tmp_path / "items_clean" / f"ds={ds[0]}"

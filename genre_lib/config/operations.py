@@ -79,20 +79,6 @@ class ChecksConfig(_Section):
 class MaintenanceConfig(_Section):
     """Read by the maintenance task after each night (genre_lib/orchestration/maintenance.py)."""
 
-    @field_validator("keep_nights")
-    @classmethod
-    def _tables(cls, v):
-        """keep_nights: declared tables, not history ones, at least 1 night (item_embeddings 2: its cache)"""
-        from genre_lib.lake.tables import TABLES
-
-        for table, n in v.items():
-            if table not in TABLES or TABLES[table].history:
-                raise ValueError(f"{table}: not a table kept by nights (tables: "
-                                 f"{sorted(t for t in TABLES if not TABLES[t].history)})")
-            if n < (2 if table == "item_embeddings" else 1):
-                raise ValueError(f"{table}: {n} nights (at least {2 if table == 'item_embeddings' else 1})")
-        return v
-
     enabled: bool = Field(True, description="Run the maintenance task after the night.")
     dry_run: bool = Field(False, description="List (in the task log and the MLflow parent run) what would be "
                           "removed, remove nothing.")
@@ -106,7 +92,8 @@ class MaintenanceConfig(_Section):
                                          "always stays; null keeps all.")
     keep_nights: dict[str, int] = Field({}, description="Per table, nights kept instead of the contract's "
                                         "keep_nights (genre_lib/lake/tables.py), e.g. a short soak's {recommendations: "
-                                        "3}; a history table follows genres.lookback_days instead.")
+                                        "3}; at least 1 (item_embeddings 2: its cache); a history table follows "
+                                        "genres.lookback_days instead (checked before the run starts).")
     airflow_keep_days: Optional[float] = Field(90, gt=0, description="`airflow db clean` removes metadata (runs, task "
                                                "instances, logs, XCom) older than this many days (wall-clock); null "
                                                "skips it.")

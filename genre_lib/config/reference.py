@@ -118,9 +118,9 @@ ENV_VARS: dict[str, tuple[EnvVar, ...]] = {
         EnvVar("GENRE_FAIL_STAGE", "unset", "genre_lib/orchestration/jobrun.py", "<stage>[:oom-python|:oom-jvm|:sleep-<s>]"
                "[@YYYY-MM-DD][,...]: that stage fails (or runs out of memory) once its MLflow run is open; "
                "sleep-<s>: it takes s seconds longer, then goes on (a night that overruns its deadline)."),
-        EnvVar("GENRE_FAULT_AT", "unset", "genre_lib/lake/storage.py (tests/reliability)", "<fault point>: the "
+        EnvVar("GENRE_FAULT_AT", "unset", "genre_lib/lake/faults.py (tests/reliability)", "<fault point>: the "
                "process kills itself (SIGKILL) at that point of a table commit."),
-        EnvVar("GENRE_FAULT_FILE", "unset", "genre_lib/lake/storage.py (bench/soak.py)", "<path> of a file naming a "
+        EnvVar("GENRE_FAULT_FILE", "unset", "genre_lib/lake/faults.py (bench/soak.py)", "<path> of a file naming a "
                "fault point: the first process to reach that point takes the file away and dies (SIGKILL); its "
                "retry runs through."),
         EnvVar("GENRE_PROD_CHECK", "unset: skipped", "tests/test_prod_profile.py", "1: run the opt-in "

@@ -24,7 +24,8 @@ from typing import Iterable, Optional
 import pyarrow.fs as pafs
 
 from genre_lib.lake import storage
-from genre_lib.lake.storage import SUCCESS, Lake, _fault_point
+from genre_lib.lake.faults import fault_point
+from genre_lib.lake.storage import SUCCESS, Lake
 from genre_lib.lake.tables import TABLES
 
 SCRATCH = "_artifacts"
@@ -137,7 +138,7 @@ def _remove_partition(lake: Lake, r: Removal) -> bool:
         lake.fs.delete_file(manifest)  # one atomic delete: from here no reader lists or reads the partition
     elif r.kind == "partition" or lake.fs.get_file_info(manifest).type != pafs.FileType.NotFound:
         return False  # removed meanwhile, or an uncommitted night that got committed: both left alone
-    _fault_point("mid_retention")
+    fault_point("mid_retention")
     lake.fs.delete_dir(r.path)
     return True
 

@@ -31,6 +31,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from genre_lib.lake.faults import fault_point as _fault_point
 from genre_lib.lake.reads import note_read
 from genre_lib.lake.tables import TABLES, schema
 
@@ -42,25 +43,6 @@ COMMIT_KEYS = ("table", "ds", "schema_version", "committed_at", "attempt", "file
 GRACE_S = float(os.environ.get("GENRE_LAKE_GRACE_S", "3600"))
 
 log = logging.getLogger("genre.lake")
-
-
-def _fault_point(name: str) -> None:
-    """Fault injection for the reliability suite and the soak: GENRE_FAULT_AT=<name> makes this process
-    die by SIGKILL here, at the most delicate moments of a commit, which random kill times rarely hit;
-    GENRE_FAULT_FILE=<path> does the same once, for the first process to reach the point the file
-    names (it takes the file away, so the retry runs through)."""
-    if os.environ.get("GENRE_FAULT_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-    armed = os.environ.get("GENRE_FAULT_FILE")
-    if armed and os.path.isfile(armed):
-        with open(armed) as f:
-            if f.read().strip() != name:
-                return
-        try:
-            os.rename(armed, f"{armed}.fired")  # one process wins the rename; the others go on
-        except OSError:
-            return
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @functools.lru_cache(maxsize=16)

@@ -125,10 +125,10 @@ def send(verdict: Verdict, context: dict) -> bool:
 
 
 def night_verdict(cfg, dag_id: str, run_id: str, ds: str, wanted: list[str], finished: set[str],
-                  parent_tags: dict) -> Verdict:
+                  parent_tags: dict, tries: Optional[dict] = None) -> Verdict:
     """What went wrong with night `ds` of run `run_id`: from the MLflow parent run's failure tags
-    (failures.record_failure), the stages that did not finish, and the lake's check records and
-    publish decision of this run."""
+    (failures.record_failure), the stages that did not finish, the stages that needed more than one
+    try (`tries`: stage -> child runs), and the lake's check records and publish decision of this run."""
     from genre_lib.checks.figures import failed
     from genre_lib.lake.storage import Lake
 
@@ -139,6 +139,9 @@ def night_verdict(cfg, dag_id: str, run_id: str, ds: str, wanted: list[str], fin
     not_run = [s for s in wanted if s not in finished and s not in failed_tasks]
     if not_run and not v.failed:  # nothing recorded a failure, yet stages are missing (killed, timed out)
         v.failed.append(f"{', '.join(not_run)}: no finished run (killed, timed out, or an upstream failed)")
+    for stage, n in sorted((tries or {}).items()):
+        if n > 1 and stage in finished:
+            v.warnings.append(f"{stage}: finished on try {n} (an earlier try died or failed, then Airflow retried it)")
     lake = Lake(cfg.lake_root)
     for table in ("input_checks", "output_checks"):
         if ds in lake.committed(table) and lake.manifest(table, ds).get("run_id") == run_id:
@@ -169,10 +172,14 @@ def finish_run(params: dict, run_id: str, stages: Optional[list[str]] = None,
     wanted = list(STAGES) if stages is None else stages
     cfg = load_config(params.get("config") or "configs/default.yaml",
                       params.get("overrides") or [] if overrides is None else overrides)
-    done = {r.data.tags.get("stage") for r in child_runs(cfg, run_id) if r.info.status == "FINISHED"}
+    runs = child_runs(cfg, run_id)
+    done = {r.data.tags.get("stage") for r in runs if r.info.status == "FINISHED"}
+    tries: dict[str, int] = {}
+    for r in runs:
+        tries[r.data.tags.get("stage")] = tries.get(r.data.tags.get("stage"), 0) + 1
     client = MlflowClient(tracking_uri(cfg))
     parent = parent_run(cfg, run_id, run_date, dag_id)
-    verdict = night_verdict(cfg, dag_id, run_id, run_date, wanted, done, client.get_run(parent).data.tags)
+    verdict = night_verdict(cfg, dag_id, run_id, run_date, wanted, done, client.get_run(parent).data.tags, tries)
     verdict.links = links(dag_id, run_id, experiment_id(cfg), parent)
     status = "FINISHED" if verdict.green else "FAILED"
     client.set_tag(parent, "stages_finished", ",".join(s for s in STAGES if s in done))

@@ -35,10 +35,19 @@ def _check_inside(field: str, value: str) -> None:
 def preflight(cfg, stage: Optional[str] = None) -> None:
     """Checks beyond the config schema, run before any Spark, torch or MLflow work by the DAG's first
     task for the whole run (`stage` None) and by each job for its stage: the source's input exists
-    (clean), and classifier.finetune_layers is not above the encoder's layer count (train; read
+    (clean), maintenance.keep_nights names tables kept by nights, and classifier.finetune_layers is not above the encoder's layer count (train; read
     from the encoder's config.json, without importing torch)."""
     if stage in (None, "clean_interactions"):
         source_for(cfg).check()
+    from genre_lib.lake.tables import TABLES
+
+    for table, nights in cfg.maintenance.keep_nights.items():
+        if table not in TABLES or TABLES[table].history:
+            raise ConfigError(f"maintenance.keep_nights: {table!r} is not a table kept by nights "
+                              f"({sorted(t for t in TABLES if not TABLES[t].history)})")
+        if nights < (2 if table == "item_embeddings" else 1):
+            raise ConfigError(f"maintenance.keep_nights: {table} {nights} (at least "
+                              f"{2 if table == 'item_embeddings' else 1}: item_embeddings is embed_texts' cache)")
     n = cfg.classifier.finetune_layers
     if n > 0 and stage in (None, "train_classifier"):
         from genre_lib.classifier.encoder import encoder_layer_count

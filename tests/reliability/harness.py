@@ -46,7 +46,7 @@ class Workspace:
                                 start_new_session=True)  # own process group: kill -9 reaches the JVM too
 
     def run_dying_at(self, stage: str, run_date: str, run_id: str, point: str) -> int:
-        """Run a stage that SIGKILLs itself at a commit's fault point (genre_lib.lake.storage._fault_point);
+        """Run a stage that SIGKILLs itself at a commit's fault point (genre_lib.lake.faults.fault_point);
         the rest of its process group (Spark's JVM) is killed after it. Returns the exit code."""
         p = self.start(stage, run_date, run_id, env={"GENRE_FAULT_AT": point})
         p.communicate(timeout=600)
