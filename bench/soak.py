@@ -6,11 +6,12 @@ Everything lives under a fresh work folder: Airflow (api-server, scheduler, trig
 SQLite), the MLflow store, the lake, the serving store and the read API. Synthetic daily data of
 steady volume is generated up front (a few warm-up days, then one day per night) and each day's raw
 file is delivered just before its night, as an export would arrive. Each night is triggered with its
-run date and waited for, one at a time. The soak's profile keeps a short history and short
-retention (genres.lookback_days 5, three nights of every snapshot, three days of MLflow runs, a few
-minutes of Airflow metadata) so that every table reaches its plateau within the first few nights,
-and lets a night drop 20% below the served one (publish.max_drop 0.2: a 300-user night's metric
-moves more from night to night than the default 10% allows).
+run date and waited for, one at a time. The nights are the default profile's (its users, items,
+daily volume and 30-day history window, whose days are delivered before night 1), with shorter
+retention (three nights of every snapshot, three days of MLflow runs, a few minutes of Airflow
+metadata) so that every table reaches its plateau within the first few nights, and a gate that lets
+a night drop 20% below the served one (publish.max_drop 0.2: a 400-user night's metric moves more
+from night to night than the default 10% allows).
 
 Faults, spread over nights 3 .. N-1 (the last night is a healthy one), with the outcome and the
 number of alerts each must get:
@@ -54,20 +55,19 @@ if str(ROOT) not in sys.path:
 
 from tests.airflow_cluster import Cluster, airflow, airflow_env, free_port, prepare, sql  # noqa: E402
 
-WARMUP = 5
+WARMUP = 30  # days delivered before night 1: the default profile's whole history window
 FAULTS = ["missing_day", "late_file", "low_volume", "schema_drift", "kill_mid_write", "regression", "deadline"]
 EXPECT = {"missing_day": ("refused", 1), "late_file": ("published", 0), "low_volume": ("refused", 1),
           "schema_drift": ("refused", 1), "kill_mid_write": ("published", 1), "regression": ("refused", 1),
           "deadline": ("published", 1), None: ("published", 0)}
+DAILY = 1000  # the default profile's volume: 30,000 interactions over 30 days
 SNAPSHOTS = ["items_clean", "genre_vocab", "user_genre_weights", "item_genres", "item_embeddings",
              "item_genre_scores", "recommendations"]
 
 
 def profile(work: Path) -> list[str]:
     return [f"lake.root={work}/lake", f"data.path={work}/data", f"publish.sqlite_path={work}/serving/serving.db",
-            "data.synthetic.users=300", "data.synthetic.items=240", "data.synthetic.dirty_share=0.05",
-            "spark.shuffle_partitions=2", "classifier.epochs=5", "encoder.max_length=32",
-            "genres.lookback_days=5", "clean.late_days=2", "publish.max_drop=0.2",
+            "spark.shuffle_partitions=2", "publish.max_drop=0.2",
             "maintenance.keep_nights={" + ", ".join(f"{t}: 3" for t in SNAPSHOTS) + "}",
             "maintenance.mlflow_keep_days=3", "maintenance.registry_keep=2", "maintenance.airflow_keep_days=0.006"]
 
@@ -90,7 +90,7 @@ def generate(work: Path, nights: int, env: dict) -> list[str]:
     days = nights + WARMUP
     # the generator's bot lands on its end date: one day past the last night, never delivered
     sets = [*profile(work), f"data.path={work}/all", f"data.synthetic.days={days + 1}",
-            f"data.synthetic.interactions={650 * (days + 1)}", f"data.synthetic.end_date={last + dt.timedelta(days=1)}"]
+            f"data.synthetic.interactions={DAILY * (days + 1)}", f"data.synthetic.end_date={last + dt.timedelta(days=1)}"]
     subprocess.run([sys.executable, "-m", "genre_lib.datasets", *[a for o in sets for a in ("--set", o)]],
                    cwd=ROOT, env=env, check=True, capture_output=True)
     (work / "data" / "interactions").mkdir(parents=True)
@@ -279,6 +279,7 @@ def wait_night(cluster, env, work: Path, run_id: str, night: str, kind, seen: in
     disk = {"lake": size(work / "lake"), "mlflow": size(work / "mlflow.db") + size(work / "mlartifacts"),
             "airflow_db": size(work / "airflow" / "airflow.db"), "serving": size(work / "serving")}
     disk["total"] = sum(disk.values())
+    disk["lake_tables"] = {p.name: size(p) for p in sorted((work / "lake").iterdir()) if p.is_dir()}
     return {"night": i, "ds": night, "fault": kind, "state": state[0][0], "outcome": outcome,
             "wall_s": round((end - start).total_seconds(), 1), "stages_s": tasks, "disk_bytes": disk,
             "alerts": [a.get("subject") for a in alerts]}

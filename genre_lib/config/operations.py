@@ -82,11 +82,11 @@ class MaintenanceConfig(_Section):
     enabled: bool = Field(True, description="Run the maintenance task after the night.")
     dry_run: bool = Field(False, description="List (in the task log and the MLflow parent run) what would be "
                           "removed, remove nothing.")
-    mlflow_keep_days: Optional[int] = Field(400, ge=1, description="MLflow runs of the pipeline's experiments whose "
+    mlflow_keep_days: Optional[int] = Field(90, ge=1, description="MLflow runs of the pipeline's experiments whose "
                                             "night (tag run_date; else their start) is more than this many days "
                                             "before tonight are deleted and garbage-collected with their artifacts, "
                                             "except runs behind a kept model version and the trends run; null keeps "
-                                            "all.")
+                                            "all. (The trends run and the lake's records keep the figures longer.)")
     registry_keep: Optional[int] = Field(10, ge=1, description="Newest versions kept of each registered model "
                                          "(classifier, re-ranker trees); the version holding the champion alias "
                                          "always stays; null keeps all.")
