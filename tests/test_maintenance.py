@@ -57,11 +57,14 @@ def setup(tmp_path, mlflow_uri):
 
 
 def model_versions(client, name, n):
+    """n versions, each of its own run and logged model (MLflow 3 keeps logged models apart from runs)."""
     client.create_registered_model(name)
     exp = experiment_id(load_config("configs/default.yaml"))
     for _ in range(n):
         run = client.create_run(exp)
-        client.create_model_version(name, source="file:///nowhere", run_id=run.info.run_id)
+        model = client.create_logged_model(exp, name=name, source_run_id=run.info.run_id)
+        client.create_model_version(name, source=f"models:/{model.model_id}", run_id=run.info.run_id,
+                                    model_id=model.model_id)
 
 
 def test_lake_keeps_the_served_night_and_the_newest(setup):
@@ -114,6 +117,12 @@ def test_registry_keeps_k_newest_and_the_champion(setup):
     assert {r["what"] for r in report["registry"]} == {"model genre-classifier version 2",
                                                        "model genre-classifier version 3",
                                                        "model genre-reranker version 1"}
+    # the logged models of the versions that went go too; those of the kept ones stay
+    kept = {maintenance._model_id(v) for n in ("genre-classifier", "genre-reranker")
+            for v in client.search_model_versions(f"name='{n}'")}
+    left = {m.model_id for m in client.search_logged_models([experiment_id(cfg)])}
+    assert left == kept and len(left) == 5
+    assert sum("mlflow logged model" in r["what"] for r in report["mlflow"]) == 3
 
 
 def test_old_mlflow_runs_are_deleted_and_collected(setup):

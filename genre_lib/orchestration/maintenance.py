@@ -57,10 +57,11 @@ def lake_removals(cfg, ds: str, dry_run: bool) -> list[dict]:
     return [{"what": f"lake {r.table} ds={r.ds}", "why": r.reason, "path": r.path} for r in done]
 
 
-def registry_removals(client, keep: int | None, dry_run: bool) -> tuple[list[dict], set[str]]:
+def registry_removals(client, keep: int | None, dry_run: bool) -> tuple[list[dict], set[str], set[str], set[str]]:
     """Model versions beyond the newest `keep` of each registered model, never an aliased one;
-    returns what went and the runs behind the versions that stay."""
-    out, kept_runs = [], set()
+    returns what went, the runs and logged models behind the versions that stay, and the logged
+    models of the versions that went."""
+    out, kept_runs, kept_models, dropped = [], set(), set(), set()
     for model in client.search_registered_models():
         aliased = set((model.aliases or {}).values()) if isinstance(model.aliases, dict) else \
             {getattr(a, "version", None) for a in (model.aliases or [])}
@@ -68,50 +69,73 @@ def registry_removals(client, keep: int | None, dry_run: bool) -> tuple[list[dic
         for i, v in enumerate(versions):
             if keep is None or i < keep or str(v.version) in {str(a) for a in aliased}:
                 kept_runs.add(v.run_id)
+                kept_models.add(_model_id(v))
                 continue
             why = f"older than the newest {keep} versions of {model.name}, holds no alias"
             log.info("maintenance%s: model %s version %s: %s", " (dry run)" if dry_run else "", model.name,
                      v.version, why)
             if not dry_run:
                 client.delete_model_version(model.name, v.version)
+            dropped.add(_model_id(v))
             out.append({"what": f"model {model.name} version {v.version}", "why": why})
-    return out, kept_runs
+    return out, kept_runs, kept_models - {None}, dropped - {None}
 
 
-def mlflow_removals(cfg, ds: str, keep_days: int | None, keep_runs: set[str], dry_run: bool,
-                    now: float) -> list[dict]:
+def _model_id(version):
+    """The logged model behind a registry version: its model_id, else its `models:/m-...` source."""
+    src = version.source or ""
+    return getattr(version, "model_id", None) or (src[len("models:/"):].split("/")[0] if src.startswith("models:/m-")
+                                                  else None)
+
+
+def mlflow_removals(cfg, ds: str, keep_days: int | None, keep_runs: set[str], dry_run: bool, now: float,
+                    kept_models: frozenset = frozenset(), dropped_models: frozenset = frozenset()) -> list[dict]:
     """Runs of the nightly and tuning experiments older than `keep_days`: counted from the run's night
     (tag run_date) to tonight, so that a backfill or a replay ages as its nights do; from its start
-    time for a run without one. Never a run behind a kept model version, nor the trends run."""
+    time for a run without one. Never a run behind a kept model version, nor the trends run. The
+    logged models (MLflow 3 keeps them apart from their runs) of those runs and of the registry
+    versions that went go too, unless a kept version uses them; then `mlflow gc` removes all of it."""
     from mlflow.tracking import MlflowClient
 
     from genre_lib.orchestration.tracking import tracking_uri
 
-    if keep_days is None:
-        return []
     client = MlflowClient(tracking_uri(cfg))
-    first = str(dt.date.fromisoformat(ds) - dt.timedelta(days=keep_days))
-    cutoff_ms = int((now - keep_days * DAY_S) * 1000)
     exps = [e for e in (client.get_experiment_by_name(n) for n in (cfg.mlflow.experiment, cfg.tuning.experiment)) if e]
     out, ids = [], []
+    if keep_days is not None:
+        first = str(dt.date.fromisoformat(ds) - dt.timedelta(days=keep_days))
+        cutoff_ms = int((now - keep_days * DAY_S) * 1000)
+        for exp in exps:
+            for run in client.search_runs([exp.experiment_id], max_results=50_000):
+                night = run.data.tags.get("run_date") or ""
+                old = night < first if night else run.info.start_time < cutoff_ms
+                if not old or run.info.run_id in keep_runs or run.data.tags.get("stage") == "trends":
+                    continue
+                why = (f"night {night} is more than mlflow_keep_days {keep_days} before {ds}" if night else
+                       f"started {dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.timezone.utc):%Y-%m-%d}, "
+                       f"more than mlflow_keep_days {keep_days} ago")
+                log.info("maintenance%s: MLflow run %s (%s): %s", " (dry run)" if dry_run else "", run.info.run_id,
+                         run.info.run_name, why)
+                if not dry_run:
+                    client.delete_run(run.info.run_id)
+                ids.append(run.info.run_id)
+                out.append({"what": f"mlflow run {run.info.run_id} ({run.info.run_name})", "why": why})
+    models = []
+    gone = set(ids)
     for exp in exps:
-        for run in client.search_runs([exp.experiment_id], max_results=50_000):
-            night = run.data.tags.get("run_date") or ""
-            old = night < first if night else run.info.start_time < cutoff_ms
-            if not old or run.info.run_id in keep_runs or run.data.tags.get("stage") == "trends":
+        for m in client.search_logged_models([exp.experiment_id], max_results=50_000):
+            if m.model_id in kept_models or not (m.source_run_id in gone or m.model_id in dropped_models):
                 continue
-            why = (f"night {night} is more than mlflow_keep_days {keep_days} before {ds}" if night else
-                   f"started {dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.timezone.utc):%Y-%m-%d}, "
-                   f"more than mlflow_keep_days {keep_days} ago")
-            log.info("maintenance%s: MLflow run %s (%s): %s", " (dry run)" if dry_run else "", run.info.run_id,
-                     run.info.run_name, why)
+            why = "its run was removed" if m.source_run_id in gone else "its registry version was removed"
             if not dry_run:
-                client.delete_run(run.info.run_id)
-            ids.append(run.info.run_id)
-            out.append({"what": f"mlflow run {run.info.run_id} ({run.info.run_name})", "why": why})
-    if ids and not dry_run:  # deleted runs are only marked; gc removes them and their artifacts
+                client.delete_logged_model(m.model_id)
+            models.append(m.model_id)
+            out.append({"what": f"mlflow logged model {m.model_id} ({m.name})", "why": why})
+    if (ids or models) and not dry_run:  # deleted runs and models are only marked; gc removes them and their files
         subprocess.run([sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", tracking_uri(cfg),
-                        "--run-ids", ",".join(ids)], check=True, capture_output=True, text=True)
+                        *(["--run-ids", ",".join(ids)] if ids else []),
+                        *(["--logged-model-ids", ",".join(models)] if models else [])],
+                       check=True, capture_output=True, text=True)
     return out
 
 
@@ -150,8 +174,9 @@ def maintain(cfg, ds: str, dry_run: bool = False, now: float | None = None, airf
     m, now = cfg.maintenance, time.time() if now is None else now
     dry_run = dry_run or m.dry_run
     report = {"dry_run": dry_run, "lake": lake_removals(cfg, ds, dry_run)}
-    report["registry"], keep_runs = registry_removals(MlflowClient(tracking_uri(cfg)), m.registry_keep, dry_run)
-    report["mlflow"] = mlflow_removals(cfg, ds, m.mlflow_keep_days, keep_runs, dry_run, now)
+    report["registry"], keep_runs, kept, dropped = registry_removals(MlflowClient(tracking_uri(cfg)), m.registry_keep,
+                                                                     dry_run)
+    report["mlflow"] = mlflow_removals(cfg, ds, m.mlflow_keep_days, keep_runs, dry_run, now, kept, dropped)
     report["airflow"] = airflow_clean(m.airflow_keep_days, dry_run, now) if airflow_db else []
     log.info("maintenance %s%s: %s", ds, " (dry run)" if dry_run else "", {k: len(v) for k, v in report.items()
                                                                           if isinstance(v, list)})
