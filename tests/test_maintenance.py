@@ -151,7 +151,6 @@ def test_old_mlflow_runs_are_deleted_and_collected(setup):
                                                                   f"mlflow run {replay.info.run_id} (replayed night)"])
 
 
-@pytest.mark.slow
 def test_airflow_db_clean_runs_against_the_metadata_db(tmp_path, monkeypatch):
     env = airflow_env(tmp_path)
     for k, v in env.items():
