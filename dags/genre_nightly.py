@@ -68,10 +68,12 @@ def genre_nightly():
     # Airflow metadata (the served night and tonight protected)
     @task(trigger_rule="all_done", retries=0, execution_timeout=support.timeout("maintain"),
           doc_md=support.task_doc("maintain"))
-    def maintain(params=None, run_id=None, ti=None) -> dict:
+    def maintain(params=None, run_id=None, ti=None, dag_run=None) -> dict:
         from genre_lib.orchestration.maintenance import nightly_task
 
-        return nightly_task(dict(params), ti.xcom_pull(task_ids="resolve_run") or {}, run_id)
+        since = dag_run.queued_at or dag_run.start_date
+        return nightly_task(dict(params), ti.xcom_pull(task_ids="resolve_run") or {}, run_id,
+                            since.timestamp() if since else None)
 
     # the night's verdict: the parent run closed, one alert when anything went wrong, red unless published
     @task(trigger_rule="all_done", retries=0, execution_timeout=support.timeout("finish_run"),

@@ -160,5 +160,19 @@ def test_airflow_db_clean_runs_against_the_metadata_db(tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "airflow-db-not-allowed:///")
     out = maintenance.airflow_clean(30, dry_run=False, now=time.time())
     assert out and "older than airflow_keep_days 30" in out[0]["why"]
+    # the running night is never cleaned, whatever the setting: the cut-off stops before it was queued
+    from genre_lib.orchestration import maintenance as m
+
+    ran = []
+    monkeypatch.setattr(m.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    now = time.time()
+    m.airflow_clean(0.001, dry_run=False, now=now, running_since=now - 3600)
+    cutoff = dt.datetime.fromisoformat(ran[0][ran[0].index("--clean-before-timestamp") + 1]).timestamp()
+    assert cutoff < now - 3600 - 0.9
+    tables = ran[0][ran[0].index("--tables") + 1].split(",")
+    assert "dag_run" in tables and "dag" not in tables and "dag_version" not in tables
+    monkeypatch.undo()
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
     monkeypatch.delenv("GENRE_AIRFLOW_DB_CONN")
     assert maintenance.airflow_clean(30, dry_run=False, now=time.time()) == []  # told in the log, not done

@@ -34,6 +34,10 @@ from genre_lib.lake.tables import TABLES
 
 log = logging.getLogger("genre.maintenance")
 DAY_S = 86_400
+# what a night adds to Airflow's metadata; never the DAGs themselves (`dag`, `dag_version`: without a
+# DAG processor running, a DAG whose rows went is "not found" until it is parsed again)
+AIRFLOW_TABLES = ("dag_run", "task_instance", "task_instance_history", "task_reschedule", "xcom", "log", "job",
+                  "asset_event", "deadline", "callback", "trigger")
 
 
 def served_night(cfg) -> str | None:
@@ -139,7 +143,7 @@ def mlflow_removals(cfg, ds: str, keep_days: int | None, keep_runs: set[str], dr
     return out
 
 
-def airflow_clean(keep_days: float | None, dry_run: bool, now: float) -> list[dict]:
+def airflow_clean(keep_days: float | None, dry_run: bool, now: float, running_since: float | None = None) -> list[dict]:
     """`airflow db clean` on the database GENRE_AIRFLOW_DB_CONN names: Airflow 3 hides its metadata
     database from tasks (their SQL_ALCHEMY_CONN is replaced), so the deployment hands it to this one
     task on purpose; without it nothing is trimmed and the log says so."""
@@ -152,10 +156,13 @@ def airflow_clean(keep_days: float | None, dry_run: bool, now: float) -> list[di
         log.warning("maintenance: Airflow's metadata not trimmed: GENRE_AIRFLOW_DB_CONN is unset (Airflow 3 tasks "
                     "cannot reach the metadata database otherwise)")
         return []
-    before = dt.datetime.fromtimestamp(now - keep_days * DAY_S, dt.timezone.utc).isoformat()
+    # never past the start of the night that runs this: `airflow db clean` would delete a running run
+    # (it keeps only the newest scheduled run of each DAG, and no manual one)
+    cutoff = min(now - keep_days * DAY_S, running_since - 1 if running_since else now)
+    before = dt.datetime.fromtimestamp(cutoff, dt.timezone.utc).isoformat()
     airflow = Path(sys.executable).with_name("airflow")
     cmd = [str(airflow) if airflow.exists() else shutil.which("airflow") or "airflow", "db", "clean",
-           "--clean-before-timestamp", before, "--yes", "--skip-archive", *(["--dry-run"] if dry_run else [])]
+           "--clean-before-timestamp", before, "--tables", ",".join(AIRFLOW_TABLES), "--yes", "--skip-archive", *(["--dry-run"] if dry_run else [])]
     env = {**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     if done.returncode != 0:
@@ -164,7 +171,8 @@ def airflow_clean(keep_days: float | None, dry_run: bool, now: float) -> list[di
     return [{"what": "airflow metadata", "why": f"older than airflow_keep_days {keep_days} ({before})"}]
 
 
-def maintain(cfg, ds: str, dry_run: bool = False, now: float | None = None, airflow_db: bool = True) -> dict:
+def maintain(cfg, ds: str, dry_run: bool = False, now: float | None = None, airflow_db: bool = True,
+             running_since: float | None = None) -> dict:
     """Everything above for night `ds`; returns {"lake": [...], "registry": [...], "mlflow": [...],
     "airflow": [...], "dry_run": ...}, each entry a removal with its reason."""
     from mlflow.tracking import MlflowClient
@@ -177,14 +185,15 @@ def maintain(cfg, ds: str, dry_run: bool = False, now: float | None = None, airf
     report["registry"], keep_runs, kept, dropped = registry_removals(MlflowClient(tracking_uri(cfg)), m.registry_keep,
                                                                      dry_run)
     report["mlflow"] = mlflow_removals(cfg, ds, m.mlflow_keep_days, keep_runs, dry_run, now, kept, dropped)
-    report["airflow"] = airflow_clean(m.airflow_keep_days, dry_run, now) if airflow_db else []
+    report["airflow"] = airflow_clean(m.airflow_keep_days, dry_run, now, running_since) if airflow_db else []
     log.info("maintenance %s%s: %s", ds, " (dry run)" if dry_run else "", {k: len(v) for k, v in report.items()
                                                                           if isinstance(v, list)})
     return report
 
 
-def nightly_task(params: dict, resolved: dict, run_id: str) -> dict:
-    """genre_nightly's maintain task: `maintain` for the run's night, its report in the MLflow parent run."""
+def nightly_task(params: dict, resolved: dict, run_id: str, running_since: float | None = None) -> dict:
+    """genre_nightly's maintain task: `maintain` for the run's night (`running_since`: when its DAG run
+    was queued, what Airflow's cleanup must not reach), its report in the MLflow parent run."""
     from mlflow.tracking import MlflowClient
 
     from genre_lib.config.settings import load_config
@@ -195,7 +204,7 @@ def nightly_task(params: dict, resolved: dict, run_id: str) -> dict:
         log.info("maintenance.enabled is off: nothing removed")
         return {}
     ds = resolved["run_date"]
-    report = maintain(cfg, ds)
+    report = maintain(cfg, ds, running_since=running_since)
     client = MlflowClient(tracking_uri(cfg))
     parent = parent_run(cfg, run_id, ds)
     client.log_dict(parent, report, "maintenance.json")
