@@ -240,10 +240,17 @@ def main() -> int:
             seen = len(Receiver.alerts)
             airflow(env, "dags", "trigger", "genre_nightly", "--run-id", run_id, "--conf", conf)
             rows.append(wait_night(cluster, env, work, run_id, night, kind, seen, i))
+            rows[-1]["api_so_far"] = {"requests": reader.requests, "errors": reader.errors, "mixed": reader.mixed}
             record_manifests(work)
             if kind == "schema_drift":  # the operator, alerted, replaces the drifted export with the right one
                 delivered[night] = deliver(work, night)
             print(json.dumps(rows[-1]), flush=True)
+    except BaseException as e:  # what the nights so far showed is kept, with what stopped the soak
+        (work / "soak-partial.json").write_text(json.dumps({"stopped_by": repr(e), "per_night": rows,
+                                                            "api": {"requests": reader.requests, "errors": reader.errors,
+                                                                    "mixed": reader.mixed}}, indent=1))
+        print(work / "soak-partial.json", file=sys.stderr)
+        raise
     finally:
         reader.stop.set()
         api.terminate()
