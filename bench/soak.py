@@ -46,16 +46,15 @@ import tempfile
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.airflow_cluster import Cluster, airflow, airflow_env, free_port, prepare, sql  # noqa: E402
+from tests.airflow_cluster import Cluster, JsonInbox, airflow, airflow_env, free_port, prepare, sql  # noqa: E402
 
-WARMUP = 30  # days delivered before night 1: the default profile's whole history window
+WARMUP = 29  # days delivered before night 1: with it, the default profile's whole 30-day window
 FAULTS = ["missing_day", "late_file", "low_volume", "schema_drift", "kill_mid_write", "regression", "deadline"]
 EXPECT = {"missing_day": ("refused", 1), "late_file": ("published", 0), "low_volume": ("refused", 1),
           "schema_drift": ("refused", 1), "kill_mid_write": ("published", 1), "regression": ("refused", 1),
@@ -70,18 +69,6 @@ def profile(work: Path) -> list[str]:
             "spark.shuffle_partitions=2", "publish.max_drop=0.2",
             "maintenance.keep_nights={" + ", ".join(f"{t}: 3" for t in SNAPSHOTS) + "}",
             "maintenance.mlflow_keep_days=3", "maintenance.registry_keep=2", "maintenance.airflow_keep_days=0.006"]
-
-
-class Receiver(BaseHTTPRequestHandler):
-    alerts: list = []  # noqa: RUF012
-
-    def do_POST(self):
-        Receiver.alerts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
 
 
 def generate(work: Path, nights: int, env: dict) -> list[str]:
@@ -186,9 +173,7 @@ def main() -> int:
         raise SystemExit("--nights: at least 10 (seven faults on nights 3 .. N-1, a healthy last night)")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="genre-soak-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    server = HTTPServer(("127.0.0.1", free_port()), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    hook = {"conn_type": "http", "host": "127.0.0.1", "port": server.server_port, "extra": {"endpoint": "alert"}}
+    inbox = JsonInbox()
     # the fault nights, spread over 3 .. N-1
     span = list(range(3, args.nights))
     at = {span[round(i * (len(span) - 1) / (len(FAULTS) - 1))]: kind for i, kind in enumerate(FAULTS)}
@@ -197,7 +182,7 @@ def main() -> int:
     warm, nights = nights[:WARMUP], nights[WARMUP:]
     fault_of = {nights[i - 1]: kind for i, kind in at.items()}
     slow = next(d for d, k in fault_of.items() if k == "deadline")
-    env = airflow_env(work, GENRE_NOTIFIER_CONN="soak_alerts", AIRFLOW_CONN_SOAK_ALERTS=json.dumps(hook),
+    env = airflow_env(work, GENRE_NOTIFIER_CONN="soak_alerts", AIRFLOW_CONN_SOAK_ALERTS=inbox.connection(),
                       GENRE_DEADLINE_MIN=str(args.deadline_min), GENRE_TASK_RETRIES="1", GENRE_RETRY_DELAY_S="5",
                       GENRE_FAULT_FILE=str(work / "fault"), AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
                       GENRE_FAIL_STAGE=f"recommend:sleep-{int(args.deadline_min * 60) + 30}@{slow}")
@@ -237,9 +222,9 @@ def main() -> int:
                 overrides += ["recommend.weights={genre: 0.0, content: 0.0, cf: 0.0, popularity: 1.0}"]
             run_id = f"soak__{night}"
             conf = json.dumps({"config": "configs/default.yaml", "run_date": night, "overrides": overrides})
-            seen = len(Receiver.alerts)
+            seen = len(inbox.received)
             airflow(env, "dags", "trigger", "genre_nightly", "--run-id", run_id, "--conf", conf)
-            rows.append(wait_night(cluster, env, work, run_id, night, kind, seen, i))
+            rows.append(wait_night(cluster, env, work, run_id, night, kind, inbox.received, seen, i))
             rows[-1]["api_so_far"] = {"requests": reader.requests, "errors": reader.errors, "mixed": reader.mixed}
             record_manifests(work)
             if kind == "schema_drift":  # the operator, alerted, replaces the drifted export with the right one
@@ -255,7 +240,7 @@ def main() -> int:
         reader.stop.set()
         api.terminate()
         cluster.stop()
-        server.shutdown()
+        inbox.stop()
     result = summary(rows, delivered, reader, work, args)
     out = work / "soak.json"
     out.write_text(json.dumps(result, indent=1))
@@ -266,7 +251,7 @@ def main() -> int:
     return 0
 
 
-def wait_night(cluster, env, work: Path, run_id: str, night: str, kind, seen: int, i: int) -> dict:
+def wait_night(cluster, env, work: Path, run_id: str, night: str, kind, received: list, seen: int, i: int) -> dict:
     t0 = time.time()
     while True:
         cluster.alive()
@@ -281,7 +266,7 @@ def wait_night(cluster, env, work: Path, run_id: str, night: str, kind, seen: in
     tasks = {t: round((dt.datetime.fromisoformat(e) - dt.datetime.fromisoformat(s)).total_seconds(), 1)
              for t, s, e in sql(env, "SELECT task_id, start_date, end_date FROM task_instance WHERE run_id=? AND "
                                      "start_date IS NOT NULL AND end_date IS NOT NULL", (run_id,))}
-    alerts = [a for a in Receiver.alerts[seen:] if a.get("run_id") == run_id]
+    alerts = [a for a in received[seen:] if a.get("run_id") == run_id]
     outcome = outcome_of(work, run_id)
     disk = {"lake": size(work / "lake"), "mlflow": size(work / "mlflow.db") + size(work / "mlartifacts"),
             "airflow_db": size(work / "airflow" / "airflow.db"), "serving": size(work / "serving")}

@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -24,6 +25,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class JsonInbox:
+    """An HTTP server on 127.0.0.1 keeping the JSON bodies POSTed to it: the alerts of an http
+    notifier connection (`connection()`, for AIRFLOW_CONN_<ID>)."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", free_port()), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def connection(self, endpoint: str = "alert") -> str:
+        return json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": self.server.server_port,
+                           "extra": {"endpoint": endpoint}})
+
+    def stop(self) -> None:
+        self.server.shutdown()
 
 
 def airflow_env(tmp: Path, **extra: str) -> dict:

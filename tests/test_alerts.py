@@ -5,8 +5,6 @@ with its numbers and the links; a healthy night sends none; a night that was not
 import asyncio
 import email
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pandas as pd
 import pytest
@@ -17,7 +15,7 @@ from genre_lib.config.settings import load_config
 from genre_lib.lake.storage import Lake
 from genre_lib.orchestration import alerts, failures
 from genre_lib.orchestration.tracking import parent_run, stage_run
-from tests.airflow_cluster import free_port
+from tests.airflow_cluster import JsonInbox, free_port
 
 DS = "2026-11-22"
 RUN = "scheduled__2026-11-22T02:00:00+00:00"
@@ -197,31 +195,16 @@ def test_a_missed_deadline_alerts_once(inbox):
     assert "not done 90 minutes after it was queued" in body(mail)
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: list = []  # noqa: RUF012
-
-    def do_POST(self):
-        _Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def test_a_webhook_connection_gets_the_same_alert_as_json(monkeypatch):
-    server = HTTPServer(("127.0.0.1", free_port()), _Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("AIRFLOW_CONN_GENRE_HOOK", json.dumps(
-        {"conn_type": "http", "host": "127.0.0.1", "port": server.server_port, "schema": "http",
-         "extra": {"endpoint": "hook"}}))
+    inbox = JsonInbox()
+    monkeypatch.setenv("AIRFLOW_CONN_GENRE_HOOK", inbox.connection("hook"))
     monkeypatch.setenv("GENRE_NOTIFIER_CONN", "genre_hook")
     try:
         v = alerts.Verdict("genre_nightly", RUN, DS, refused="refused: {{ not a template }} 0.05 < 0.1")
         assert alerts.send(v, {})
     finally:
-        server.shutdown()
-    (got,) = _Hook.received
+        inbox.stop()
+    (got,) = inbox.received
     assert got["outcome"] == "refused" and got["ds"] == DS and "{{ not a template }} 0.05 < 0.1" in got["text"]
 
 

@@ -7,18 +7,16 @@ import hashlib
 import json
 import os
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.airflow_cluster import (
     Cluster,
+    JsonInbox,
     airflow,
     airflow_env,
-    free_port,
     generate,
     overrides,
     prepare,
@@ -277,18 +275,6 @@ def test_end_to_end_dag_run(tmp_path):
     assert night["rows"] == len(recs) and night["path"] == f"{tmp_path}/lake/recommendations/ds={D}"
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: list = []  # noqa: RUF012 - the POSTs the test server got
-
-    def do_POST(self):
-        _Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def test_failed_stage_recorded_on_parent_run(tmp_path):
     """Only embed_texts selected, slow past the night's deadline and then forced to fail
     (GENRE_FAIL_STAGE), run by the real scheduler with a triggerer (so the task log is a file and the
@@ -296,11 +282,9 @@ def test_failed_stage_recorded_on_parent_run(tmp_path):
     upstream does not skip it) and fails; its failure callback tags the parent run and attaches the
     end of the task log; later stages never run. The webhook receives exactly two alerts: the missed
     deadline while the night ran, and the night's verdict naming the failed task and its error."""
-    server = HTTPServer(("127.0.0.1", free_port()), _Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    conn = {"conn_type": "http", "host": "127.0.0.1", "port": server.server_port, "extra": {"endpoint": "hook"}}
+    inbox = JsonInbox()
     env = airflow_env(tmp_path, GENRE_FAIL_STAGE=f"embed_texts:sleep-60@{D},embed_texts@{D}", GENRE_TASK_RETRIES="0",
-                      GENRE_NOTIFIER_CONN="genre_notify", AIRFLOW_CONN_GENRE_NOTIFY=json.dumps(conn),
+                      GENRE_NOTIFIER_CONN="genre_notify", AIRFLOW_CONN_GENRE_NOTIFY=inbox.connection(),
                       GENRE_DEADLINE_MIN="0.5", AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False")  # no cron run
     (tmp_path / "data").mkdir()  # resolve_run checks it exists; the failing stage reads nothing
     prepare(env, unpause=("genre_nightly",))
@@ -313,7 +297,7 @@ def test_failed_stage_recorded_on_parent_run(tmp_path):
         time.sleep(10)  # a second deadline alert, were there one, would come now
     finally:
         cluster.stop()
-        server.shutdown()
+        inbox.stop()
     assert run[:2] == ("manual__failtest", "failed")
     states = dict(sql(env, "SELECT task_id, state FROM task_instance WHERE dag_id='genre_nightly'"))
     assert states == {"resolve_run": "success", "clean_interactions": "skipped", "check_inputs": "skipped",
@@ -337,7 +321,7 @@ def test_failed_stage_recorded_on_parent_run(tmp_path):
     assert f"GENRE_FAIL_STAGE=embed_texts@{D}: embed_texts {D} fails on request" in text
     child = next(r for r in runs if r.data.tags.get("stage") == "embed_texts")
     assert child.info.status == "FAILED"
-    deadline, verdict = _Hook.received
+    deadline, verdict = inbox.received
     assert (deadline["outcome"], deadline["run_id"]) == ("failed", "manual__failtest")
     assert "not done 0.5 minutes after it was queued" in deadline["text"]
     assert verdict["subject"] == f"genre genre_nightly night {D}: failed (embed_texts)"

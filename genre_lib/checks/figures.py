@@ -93,6 +93,17 @@ def pandera_result(check: str, schema, frame: pd.DataFrame, what: str) -> Result
     return Result(check, 0.0, True, f"{what}: {len(frame)} rows valid", None, 0.0)
 
 
+def records(ctx, scope: str, results: list[Result]) -> pd.DataFrame:
+    """A check stage's rows for tonight, each logged with its outcome."""
+    import logging
+
+    out = frame(ctx.ds, scope, results, ctx.cfg.checks)
+    for r in out.itertuples():
+        logging.getLogger("genre").info("check %s (%s): %s: %s", r.check, r.severity,
+                                        "passed" if r.passed else "FAILED", r.message)
+    return out
+
+
 def frame(ds: str, scope: str, results: list[Result], cfg_checks) -> pd.DataFrame:
     """The rows a check stage commits: one per check that is not off, with its severity."""
     rows = [{"night": str(ds), "check": r.check, "scope": scope, "value": float(r.value), "lower": r.lower,
