@@ -71,7 +71,7 @@ def genre_nightly():
     def maintain(params=None, run_id=None, ti=None, dag_run=None) -> dict:
         from genre_lib.orchestration.maintenance import nightly_task
 
-        since = dag_run.queued_at or dag_run.start_date
+        since = getattr(dag_run, "start_date", None)  # the task SDK's DagRun has no queued_at
         return nightly_task(dict(params), ti.xcom_pull(task_ids="resolve_run") or {}, run_id,
                             since.timestamp() if since else None)
 

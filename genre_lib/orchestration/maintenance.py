@@ -193,7 +193,7 @@ def maintain(cfg, ds: str, dry_run: bool = False, now: float | None = None, airf
 
 def nightly_task(params: dict, resolved: dict, run_id: str, running_since: float | None = None) -> dict:
     """genre_nightly's maintain task: `maintain` for the run's night (`running_since`: when its DAG run
-    was queued, what Airflow's cleanup must not reach), its report in the MLflow parent run."""
+    started, what Airflow's cleanup must not reach), its report in the MLflow parent run."""
     from mlflow.tracking import MlflowClient
 
     from genre_lib.config.settings import load_config
