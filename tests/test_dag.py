@@ -49,9 +49,9 @@ def test_dag_wiring(dag):
     from genre_lib.lake.tables import STAGES
 
     # one task per stage declared in tables.py, each running the job of the same name
-    assert STAGES == ["clean_interactions", "genre_weights", "embed_texts", "train_classifier", "recommend", "evaluate",
-                      "publish"]
-    assert set(dag.task_ids) == {"resolve_run", *STAGES, "finish_run"}
+    assert STAGES == ["clean_interactions", "check_inputs", "genre_weights", "embed_texts", "train_classifier",
+                      "recommend", "check_outputs", "evaluate", "publish"]
+    assert set(dag.task_ids) == {"resolve_run", *STAGES, "maintain", "finish_run"}
     assert all(Path(ROOT / "jobs" / f"{s}.py").is_file() for s in STAGES)
     spark_stages = {t.task_id for t in dag.tasks if isinstance(t, SparkSubmitOperator)}
     assert spark_stages == {"clean_interactions", "genre_weights", "recommend", "evaluate"}
@@ -62,8 +62,11 @@ def test_dag_wiring(dag):
     assert dag.get_task("genre_weights").upstream_task_ids == {"clean_interactions"}
     assert dag.get_task("clean_interactions").upstream_task_ids == {"resolve_run"}
     assert dag.get_task("train_classifier").upstream_task_ids == {"genre_weights", "embed_texts"}
-    assert dag.get_task("publish").upstream_task_ids == {"evaluate"}
-    assert dag.get_task("finish_run").upstream_task_ids == {"publish"}
+    assert dag.get_task("publish").upstream_task_ids == {"evaluate", "check_outputs", "check_inputs"}
+    assert dag.get_task("check_inputs").upstream_task_ids == {"clean_interactions"}
+    assert dag.get_task("check_outputs").upstream_task_ids == {"recommend"}
+    assert dag.get_task("maintain").upstream_task_ids == {"publish"}
+    assert dag.get_task("finish_run").upstream_task_ids == {"maintain"}
     assert {"run_date", "config", "overrides"} <= set(dag.params.keys())
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"  # nightly, run date = logical date
     # a run for a historical night (MovieLens: 1997-98) must get task instances

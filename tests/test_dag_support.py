@@ -146,21 +146,13 @@ def test_html_report_and_stable_metric_keys():
 
 def test_failure_callback_never_raises(monkeypatch, caplog):
     """Neither a context it cannot use nor a notifier connection that does not exist may hide the
-    task's own error; without GENRE_NOTIFIER_CONN nothing is sent."""
+    task's own error (the alerts themselves: tests/test_alerts.py)."""
     from genre_lib.orchestration import failures
 
-    sent = []
-    monkeypatch.setattr(failures, "failure_notifier", lambda conn_id: sent.append(conn_id) or (lambda ctx: None))
     monkeypatch.delenv("GENRE_NOTIFIER_CONN", raising=False)
     failures.on_task_failure({"ti": None})
-    assert sent == [] and "could not record the failure in MLflow" in caplog.text
-    monkeypatch.setenv("GENRE_NOTIFIER_CONN", "genre_notify")
-    failures.on_task_failure({"ti": None})
-    assert sent == ["genre_notify"]
-    monkeypatch.undo()
-    monkeypatch.setenv("GENRE_NOTIFIER_CONN", "no_such_connection")
-    failures.on_task_failure({"ti": None})
-    assert "could not notify through connection no_such_connection" in caplog.text
+    assert "could not record the failure in MLflow" in caplog.text
+    assert "could not notify the failure" in caplog.text
 
 
 def test_throttle():

@@ -116,9 +116,9 @@ def task_doc(task_id: str) -> str:
                 "night's MLflow parent run. Refuses bad values with the field named, before any work.")
     if task_id == "maintain":
         return ("Reads every table's committed nights, the serving store's night, the MLflow runs and registry, "
-                "Airflow's metadata.\n\nRemoves what expired (lake: `keep_nights` in lake/tables.py; the served "
-                "night and tonight never; MLflow: `maintenance.*`), each removal logged with its reason; "
-                "`maintenance.json` in the MLflow parent run.")
+                "Airflow's metadata.\n\nWrites `maintenance.json` in the MLflow parent run, after removing what "
+                "expired (lake: `keep_nights` in lake/tables.py and the history window, never the served night or "
+                "tonight; MLflow and Airflow: `maintenance.*`), each removal logged with its reason.")
     if task_id == "finish_run":
         return ("Reads the MLflow child runs of this DAG run, its failure tags, and tonight's check records and "
                 "publish decision.\n\nWrites the parent run's status and `verdict.json`; sends one alert "
