@@ -62,7 +62,8 @@ def test_dag_wiring(dag):
     assert dag.get_task("genre_weights").upstream_task_ids == {"clean_interactions"}
     assert dag.get_task("clean_interactions").upstream_task_ids == {"resolve_run"}
     assert dag.get_task("train_classifier").upstream_task_ids == {"genre_weights", "embed_texts"}
-    assert dag.get_task("publish").upstream_task_ids == {"evaluate", "check_outputs", "check_inputs"}
+    assert dag.get_task("publish").upstream_task_ids == {"evaluate"}
+    assert dag.get_task("evaluate").upstream_task_ids == {"check_inputs", "check_outputs"}  # its report reads them
     assert dag.get_task("check_inputs").upstream_task_ids == {"clean_interactions"}
     assert dag.get_task("check_outputs").upstream_task_ids == {"recommend"}
     assert dag.get_task("maintain").upstream_task_ids == {"publish"}

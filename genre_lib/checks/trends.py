@@ -18,9 +18,11 @@ TREND_NIGHTS = 30  # nights the report draws
 COLORS = ["#e8871e", "#4a7fb5", "#5aa469", "#b5544a", "#8a6bb5", "#777777", "#c7a400", "#3fa7a7"]
 
 
-def night_figures(lake: Lake, ds: str, payload: Optional[dict] = None, metric: str = "ndcg@10") -> dict:
+def night_figures(lake: Lake, ds: str, payload: Optional[dict] = None, metric: str = "ndcg@10",
+                  published: bool = True) -> dict:
     """The figures of night `ds` ({} parts where a record is missing); `payload`: tonight's evaluation
-    when it is not committed yet (the evaluate stage writing its report)."""
+    when it is not committed yet (the evaluate stage writing its report, which does not read
+    publish_log: `published` False, as publish comes after it)."""
     out: dict[str, float] = {}
     if payload is None and ds in lake.committed("evaluation"):
         payload = lake.read_json("evaluation", ds, "metrics.json")
@@ -37,7 +39,7 @@ def night_figures(lake: Lake, ds: str, payload: Optional[dict] = None, metric: s
             if not r.passed:
                 failed[r.severity] = failed.get(r.severity, 0) + 1
         out["checks.failed_blocking"], out["checks.failed_warning"] = failed["blocking"], failed["warning"]
-    if ds in lake.committed("publish_log"):
+    if published and ds in lake.committed("publish_log"):
         out["published"] = float(lake.read_json("publish_log", ds, "decision.json")["result"].get("published", 0))
     return out
 
@@ -47,7 +49,7 @@ def history(lake: Lake, ds: str, nights: int = TREND_NIGHTS, tonight: Optional[d
     """One row per night (index: the night) of the last `nights` nights up to `ds` that have records."""
     days = sorted({d for t in ("evaluation", "input_checks", "output_checks") for d in lake.committed(t)
                    if d <= ds} | {ds})[-nights:]
-    rows = {d: night_figures(lake, d, tonight if d == ds else None, metric) for d in days}
+    rows = {d: night_figures(lake, d, tonight if d == ds else None, metric, published=False) for d in days}
     return pd.DataFrame.from_dict(rows, orient="index").sort_index()
 
 

@@ -180,7 +180,8 @@ STAGE_SPECS: dict[str, Stage] = _declare_stages(
     Stage("evaluate", "split the history (eval.protocol), fit on train only, compare the blend with its "
                       "ablations -> evaluation",
           ("interactions_clean", "items_clean", "genre_vocab", "item_genre_scores", "item_genres",
-           "item_embeddings", "recommendations"), "spark", 60),  # recommendations: for the HTML report
+           "item_embeddings", "recommendations", "input_checks", "output_checks", "evaluation"), "spark", 60),
+    # recommendations and the check records: for the HTML report (its evaluation: the nights before)
     Stage("publish", "the quality gate (metrics and blocking data checks), then the night into the serving store "
                      "(atomic switch) and a \"recommendations ready\" event -> publish_log",
           ("evaluation", "recommendations", "items_clean", "input_checks", "output_checks"), "python", 30,
