@@ -89,6 +89,7 @@ def environment() -> dict:
             "AIRFLOW_HOME": str(STATE / "airflow_home"), "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{STATE}/airflow_home/airflow.db",
+            "GENRE_AIRFLOW_DB_CONN": f"sqlite:///{STATE}/airflow_home/airflow.db",  # the maintain task's db clean
             "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(api),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api}",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api}/execution/",

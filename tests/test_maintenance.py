@@ -174,5 +174,7 @@ def test_airflow_db_clean_runs_against_the_metadata_db(tmp_path, monkeypatch):
     monkeypatch.undo()
     for k, v in env.items():
         monkeypatch.setenv(k, v)
+    monkeypatch.setenv("GENRE_AIRFLOW_DB_CONN", f"sqlite:///{tmp_path}/elsewhere/airflow.db")
+    assert maintenance.airflow_clean(30, dry_run=False, now=time.time()) == []  # not another database
     monkeypatch.delenv("GENRE_AIRFLOW_DB_CONN")
     assert maintenance.airflow_clean(30, dry_run=False, now=time.time()) == []  # told in the log, not done

@@ -156,6 +156,10 @@ def airflow_clean(keep_days: float | None, dry_run: bool, now: float, running_si
         log.warning("maintenance: Airflow's metadata not trimmed: GENRE_AIRFLOW_DB_CONN is unset (Airflow 3 tasks "
                     "cannot reach the metadata database otherwise)")
         return []
+    if db.startswith("sqlite:///") and not os.path.isfile(db[len("sqlite:///"):]):
+        log.warning("maintenance: Airflow's metadata not trimmed: GENRE_AIRFLOW_DB_CONN names %s, which does not "
+                    "exist (a deployment whose Airflow database is elsewhere must set it)", db)
+        return []
     # never past the start of the night that runs this: `airflow db clean` would delete a running run
     # (it keeps only the newest scheduled run of each DAG, and no manual one)
     cutoff = min(now - keep_days * DAY_S, running_since - 1 if running_since else now)
