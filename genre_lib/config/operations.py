@@ -92,7 +92,7 @@ class MaintenanceConfig(_Section):
                                          "always stays; null keeps all.")
     keep_nights: dict[str, int] = Field({}, description="Per table, nights kept instead of the contract's "
                                         "keep_nights (genre_lib/lake/tables.py), e.g. a short soak's {recommendations: "
-                                        "3}; at least 1 (item_embeddings 2: its cache); a history table follows "
+                                        "3}; at least the table's min_nights (item_embeddings 2: its cache); a history table follows "
                                         "genres.lookback_days instead (checked before the run starts).")
     airflow_keep_days: Optional[float] = Field(90, gt=0, description="`airflow db clean` removes metadata (runs, task "
                                                "instances, logs, XCom) older than this many days (wall-clock); null "

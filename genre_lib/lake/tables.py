@@ -25,6 +25,7 @@ class Table:
     schema: Optional[pa.Schema]
     keep_nights: Optional[int] = None
     history: bool = False
+    min_nights: int = 1  # the fewest nights any retention may keep (a stage that reads its own last night: 2)
 
 
 SNAPSHOT_NIGHTS = 7   # a table rebuilt whole each night: a week to compare nights and to roll back
@@ -40,8 +41,8 @@ _CHECKS = pa.schema([
 
 def _declare(*tables: Table) -> dict[str, Table]:
     for t in tables:
-        if t.keep_nights is not None and t.keep_nights < 1:  # the newest night always stays
-            raise ValueError(f"table {t.name}: keep_nights {t.keep_nights} (None or at least 1)")
+        if t.keep_nights is not None and t.keep_nights < t.min_nights:  # the newest night always stays
+            raise ValueError(f"table {t.name}: keep_nights {t.keep_nights} (None or at least {t.min_nights})")
         if t.history and t.keep_nights is not None:
             raise ValueError(f"table {t.name}: a history table is kept by the window, not keep_nights")
     return {t.name: t for t in tables}
@@ -78,7 +79,7 @@ TABLES: dict[str, Table] = _declare(
     Table("item_embeddings", "embed_texts", 1, pa.schema([
         ("item_id", pa.string()), ("text_hash", pa.string()), ("model_id", pa.string()),
         ("dim", pa.int32()), ("vector", _vec),
-    ]), keep_nights=SNAPSHOT_NIGHTS),  # >= 2: embed_texts' cache is the night before's vectors
+    ]), keep_nights=SNAPSHOT_NIGHTS, min_nights=2),  # embed_texts' cache is the night before's vectors
     Table("item_genre_scores", "train_classifier", 1, pa.schema([
         ("item_id", pa.string()), ("genre", pa.string()), ("probability", pa.float64()),
         ("source", pa.string()),  # 'labelled' or 'predicted'

@@ -45,9 +45,8 @@ def preflight(cfg, stage: Optional[str] = None) -> None:
         if table not in TABLES or TABLES[table].history:
             raise ConfigError(f"maintenance.keep_nights: {table!r} is not a table kept by nights "
                               f"({sorted(t for t in TABLES if not TABLES[t].history)})")
-        if nights < (2 if table == "item_embeddings" else 1):
-            raise ConfigError(f"maintenance.keep_nights: {table} {nights} (at least "
-                              f"{2 if table == 'item_embeddings' else 1}: item_embeddings is embed_texts' cache)")
+        if nights < TABLES[table].min_nights:
+            raise ConfigError(f"maintenance.keep_nights: {table} {nights} (at least {TABLES[table].min_nights})")
     n = cfg.classifier.finetune_layers
     if n > 0 and stage in (None, "train_classifier"):
         from genre_lib.classifier.encoder import encoder_layer_count
