@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from genre_lib.checks import inputs, outputs
-from genre_lib.checks.figures import failed, frame, psi
+from genre_lib.checks.figures import failed, frame, genre_mix, psi
 from genre_lib.config.settings import load_config
 from genre_lib.lake.storage import Lake
 from genre_lib.orchestration.jobrun import JobContext
@@ -170,6 +170,6 @@ def test_records_match_the_contract(steady):
     assert lake.read_pandas("input_checks", night(1)).columns.tolist() == schema("input_checks").names
     f = frame(night(1), "inputs", inputs.run_checks(lake, night(1), c), c.checks)
     assert set(f["severity"]) <= {"blocking", "warning"} and f["night"].eq(night(1)).all()
-    assert outputs.genre_mix(pd.DataFrame({"item_id": ["a", "b"]}),
-                             pd.DataFrame({"item_id": ["a", "b"], "genres": [["X", "Y"], None]})) == \
-        {"(none)": 0.5, "X": 0.25, "Y": 0.25}
+    mix = genre_mix(pd.Series(["a", "b", "a", "c"]),
+                    outputs.labelled(pd.DataFrame({"item_id": ["a", "b", "c"], "genres": [["X", "Y"], None, []]})))
+    assert mix.to_dict() == {"(none)": 0.5, "X": 0.25, "Y": 0.25}

@@ -4,11 +4,13 @@ except those behind kept model versions; registered versions beyond K go, never 
 run lists everything and removes nothing; `airflow db clean` trims Airflow's metadata."""
 import datetime as dt
 import logging
+import sqlite3
 import subprocess
 import time
 
 import pandas as pd
 import pytest
+from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.tracking import MlflowClient
 
 from genre_lib.config.settings import load_config
@@ -142,13 +144,23 @@ def test_old_mlflow_runs_are_deleted_and_collected(setup):
     behind = client.create_run(exp, start_time=int((now - 40 * DAY_S) * 1000), run_name="classifier training")
     client.create_registered_model("genre-classifier")
     client.create_model_version("genre-classifier", source="file:///nowhere", run_id=behind.info.run_id)
+    for run in (old, young):  # the lake partitions each read, as jobrun logs them
+        name = f"recommendations/ds={run.info.run_name}"
+        client.log_inputs(run.info.run_id, [DatasetInput(Dataset(name, name[-30:], "local", "file:///lake"),
+                                                         [InputTag("table", "recommendations")])])
     report = maintenance.maintain(cfg, night(n - 1), airflow_db=False, now=now)
     ids = {r.info.run_id for r in client.search_runs([exp], run_view_type=3)}  # ALL: deleted ones too
     assert old.info.run_id not in ids  # garbage-collected, not only marked deleted
     assert replay.info.run_id not in ids
     assert {young.info.run_id, behind.info.run_id, recent.info.run_id, trends.info.run_id} <= ids
     assert sorted(r["what"] for r in report["mlflow"]) == sorted([f"mlflow run {old.info.run_id} (old night)",
-                                                                  f"mlflow run {replay.info.run_id} (replayed night)"])
+                                                                  f"mlflow run {replay.info.run_id} (replayed night)",
+                                                                  "mlflow input links: 1, datasets: 1"])
+    # gc leaves the input links of the runs it removed; maintenance takes them and their datasets
+    with sqlite3.connect(cfg.mlflow.tracking_uri[len("sqlite:///"):]) as db:
+        assert db.execute("SELECT destination_id FROM inputs").fetchall() == [(young.info.run_id,)]
+        assert db.execute("SELECT name FROM datasets").fetchall() == [("recommendations/ds=young night",)]
+        assert db.execute("SELECT count(*) FROM input_tags").fetchone() == (1,)
 
 
 def test_airflow_db_clean_runs_against_the_metadata_db(tmp_path, monkeypatch):

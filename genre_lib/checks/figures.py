@@ -1,5 +1,6 @@
 """What both check stages share: a check's result row, the trailing nights a figure is compared with
-(the stage's own earlier records), the band rule, the drift figure, and the rows a stage commits.
+(the stage's own earlier records), the band rule, the genre mix and its drift figure, and the rows a
+stage commits.
 
 The row-level rules (types, nulls, allowed values, ranges) are pandera schemas (inputs.py, outputs.py):
 pandera validates pandas frames in-process, needs no server, data context or SQL engine, keeps each
@@ -76,6 +77,20 @@ def psi(now: dict[str, float], before: dict[str, float], eps: float = 1e-4) -> f
     q = np.array([max(before.get(k, 0.0), eps) for k in keys])
     p, q = p / p.sum(), q / q.sum()
     return float(np.sum((p - q) * np.log(p / q)))
+
+
+def genre_mix(item_ids: pd.Series, genres: pd.DataFrame) -> pd.Series:
+    """Share of each genre among slots, one slot per entry of `item_ids` (a recommendation, or a
+    catalogue item), each split over its item's genres by weight. `genres` (item_id, genre, weight) is
+    the caller's source: the catalogue's labels for the drift check, which must not move when the
+    classifier does; the classifier's scores for the report, which shows what the ranker saw. A slot
+    whose item has no genre counts to "(none)". Indexed by genre, sorted."""
+    w = genres[["item_id", "genre", "weight"]].astype({"item_id": str})
+    w = w[w["weight"] > 0]
+    w = w.assign(weight=w["weight"] / w.groupby("item_id")["weight"].transform("sum"))
+    slots = pd.DataFrame({"item_id": item_ids.astype(str).to_numpy()}).merge(w, on="item_id", how="left")
+    slots = slots.fillna({"genre": "(none)", "weight": 1.0})
+    return (slots.groupby("genre")["weight"].sum() / max(len(item_ids), 1)).sort_index()
 
 
 def pandera_result(check: str, schema, frame: pd.DataFrame, what: str) -> Result:

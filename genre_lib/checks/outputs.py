@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from genre_lib.checks.figures import Result, at_least, at_most, in_band, pandera_result, psi, trailing
+from genre_lib.checks.figures import Result, at_least, at_most, genre_mix, in_band, pandera_result, psi, trailing
 from genre_lib.lake.storage import Lake
 
 TABLE = "output_checks"
@@ -26,17 +26,10 @@ def recommendations_schema(top_n: int) -> pa.DataFrameSchema:
     ])
 
 
-def genre_mix(recs: pd.DataFrame, items: pd.DataFrame) -> dict[str, float]:
-    """Share of each genre among tonight's recommended items (an item of k genres counts 1/k to each)."""
-    genres = items.set_index("item_id")["genres"]
-    counts: dict[str, float] = {}
-    for item, n in recs["item_id"].value_counts().items():
-        gs = genres.get(item)
-        gs = list(gs) if gs is not None and len(gs) else ["(none)"]
-        for g in gs:
-            counts[g] = counts.get(g, 0.0) + n / len(gs)
-    total = sum(counts.values()) or 1.0
-    return {g: v / total for g, v in sorted(counts.items())}
+def labelled(items: pd.DataFrame) -> pd.DataFrame:
+    """The catalogue's genre labels as (item_id, genre, weight): an item of k genres counts 1/k to each."""
+    one = items[["item_id", "genres"]].explode("genres").dropna(subset=["genres"])
+    return pd.DataFrame({"item_id": one["item_id"], "genre": one["genres"], "weight": 1.0})
 
 
 def run_checks(lake: Lake, ds: str, cfg) -> list[Result]:
@@ -57,7 +50,7 @@ def run_checks(lake: Lake, ds: str, cfg) -> list[Result]:
     out.append(at_least("item_coverage", coverage, ck.min_item_coverage,
                         f"{recs['item_id'].nunique()} of {len(items)} catalogue items recommended:"))
 
-    mix = genre_mix(recs, items)
+    mix = genre_mix(recs["item_id"], labelled(items)).to_dict()
     before = [json.loads(d) for d in past.loc[past["check"] == "genre_mix_drift", "detail"] if isinstance(d, str)]
     if len(before) < ck.min_trailing:
         out.append(Result("genre_mix_drift", 0.0, True, f"genre mix of {len(mix)} genres; {len(before)} trailing "

@@ -15,6 +15,7 @@ from typing import Optional
 
 import pandas as pd
 
+from genre_lib.checks import figures
 from genre_lib.protocol.metrics import METRICS
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 20px}
@@ -50,15 +51,11 @@ def bar_chart(title: str, labels: list[str], values: list, highlight: Optional[s
 
 
 def genre_mix(recs: pd.DataFrame, item_genres: pd.DataFrame) -> pd.DataFrame:
-    """Share of recommendation slots per genre (each slot split over its item's genres by score)
+    """Share of recommendation slots per genre, by the classifier's scores (checks.figures.genre_mix),
     against the share of catalogue items per genre; sorted by the recommendations' share."""
-    g = item_genres[["item_id", "genre", "score"]].astype({"item_id": str})
-    g = g[g["score"] > 0]
-    g = g.assign(w=g["score"] / g.groupby("item_id")["score"].transform("sum"))
-    slots = recs[["item_id"]].astype(str).merge(g, on="item_id")
-    rec_share = slots.groupby("genre")["w"].sum() / max(len(recs), 1)
-    cat_share = g.groupby("genre")["w"].sum() / max(g["item_id"].nunique(), 1)
-    out = pd.DataFrame({"recommendations": rec_share, "catalogue": cat_share}).fillna(0.0)
+    scores = item_genres[["item_id", "genre", "score"]].rename(columns={"score": "weight"})
+    out = pd.DataFrame({"recommendations": figures.genre_mix(recs["item_id"], scores),
+                        "catalogue": figures.genre_mix(scores["item_id"].drop_duplicates(), scores)}).fillna(0.0)
     return out.sort_values("recommendations", ascending=False).rename_axis("genre").reset_index()
 
 

@@ -7,7 +7,8 @@ expired goes, each removal logged with what and why, and listed in the MLflow pa
   other night runs meanwhile).
 - MLflow: runs of the pipeline's experiments (nightly and tuning) whose night is more than
   `maintenance.mlflow_keep_days` before tonight are deleted, then garbage-collected with their
-  artifacts (`mlflow gc`), except the runs that produced a model version still kept and the trends run.
+  artifacts (`mlflow gc`, then the input links and datasets that gc leaves), except the runs that
+  produced a model version still kept and the trends run.
 - The model registry: of each registered model (the classifier, the re-ranker trees), the newest
   `maintenance.registry_keep` versions stay, and any version holding an alias (champion) whatever
   its age.
@@ -140,7 +141,38 @@ def mlflow_removals(cfg, ds: str, keep_days: int | None, keep_runs: set[str], dr
                         *(["--run-ids", ",".join(ids)] if ids else []),
                         *(["--logged-model-ids", ",".join(models)] if models else [])],
                        check=True, capture_output=True, text=True)
+        out += mlflow_orphans(tracking_uri(cfg))
     return out
+
+
+# `mlflow gc` removes a run's own rows but not the `inputs` that name it (they point at a run, a dataset
+# or a model by id, with no foreign key) nor the datasets only those named: each night logs every
+# partition it read, so without this the store grows by a few hundred KB a night for ever
+ORPHAN_INPUTS = ("(destination_type = 'RUN' AND destination_id NOT IN (SELECT run_uuid FROM runs)) OR "
+                 "(source_type IN ('RUN_INPUT', 'RUN_OUTPUT') AND source_id NOT IN (SELECT run_uuid FROM runs))")
+
+
+def mlflow_orphans(uri: str) -> list[dict]:
+    """Delete the input links of runs gc removed, their tags, and the datasets no run uses any more.
+    Only a database store can be reached from here; a tracking server's own store is left alone."""
+    import sqlalchemy as sa
+
+    if uri.split(":", 1)[0] in ("http", "https", "databricks", "file") or "://" not in uri:
+        log.info("maintenance: MLflow store %s is not a database here: its orphaned inputs are left", uri)
+        return []
+    engine = sa.create_engine(uri)
+    try:
+        with engine.begin() as db:
+            db.execute(sa.text(f"DELETE FROM input_tags WHERE input_uuid IN "
+                                       f"(SELECT input_uuid FROM inputs WHERE {ORPHAN_INPUTS})")).rowcount
+            links = db.execute(sa.text(f"DELETE FROM inputs WHERE {ORPHAN_INPUTS}")).rowcount
+            sets = db.execute(sa.text("DELETE FROM datasets WHERE dataset_uuid NOT IN "
+                                      "(SELECT source_id FROM inputs WHERE source_type = 'DATASET')")).rowcount
+    finally:
+        engine.dispose()
+    log.info("maintenance: MLflow inputs of removed runs: %d links and %d datasets deleted", links, sets)
+    return [{"what": f"mlflow input links: {links}, datasets: {sets}", "why": "their runs were garbage-collected"}
+            ] if links or sets else []
 
 
 def airflow_clean(keep_days: float | None, dry_run: bool, now: float, running_since: float | None = None) -> list[dict]:
