@@ -162,6 +162,22 @@ class Reader(threading.Thread):
                 self.problems.append(f"{user} ds={body['ds']}: {got[:3]}... != lake {want[user][:3]}...")
 
 
+def listening(base: str, api: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until the read API answers at all (503 included: nothing is published yet)."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if api.poll() is not None:
+            raise RuntimeError(f"the read API exited with {api.returncode}")
+        try:
+            urllib.request.urlopen(f"{base}/v1/health", timeout=5).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"the read API at {base} did not answer in {timeout:.0f}s")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nights", type=int, default=21)
@@ -196,6 +212,7 @@ def main() -> int:
                             *[a for o in profile(work) for a in ("--set", o)]], cwd=ROOT, env=env,
                            stdout=open(work / "logs" / "api.log", "w"), stderr=subprocess.STDOUT)
     reader = Reader(f"http://127.0.0.1:{api_port}", f"{work}/lake")
+    listening(reader.base, api)  # the reader counts every refused call from its first one
     reader.start()
     rows, late_rest = [], None
     try:
@@ -225,7 +242,8 @@ def main() -> int:
             seen = len(inbox.received)
             airflow(env, "dags", "trigger", "genre_nightly", "--run-id", run_id, "--conf", conf)
             rows.append(wait_night(cluster, env, work, run_id, night, kind, inbox.received, seen, i))
-            rows[-1]["api_so_far"] = {"requests": reader.requests, "errors": reader.errors, "mixed": reader.mixed}
+            rows[-1]["api_so_far"] = {"requests": reader.requests, "errors": reader.errors, "mixed": reader.mixed,
+                                      "last_problems": reader.problems[-3:]}
             record_manifests(work)
             if kind == "schema_drift":  # the operator, alerted, replaces the drifted export with the right one
                 delivered[night] = deliver(work, night)
