@@ -9,7 +9,9 @@ file is delivered just before its night, as an export would arrive. Each night i
 run date and waited for, one at a time. The nights are the default profile's (its users, items,
 daily volume and 30-day history window, whose days are delivered before night 1), with shorter
 retention (three nights of every snapshot, three days of MLflow runs, a few minutes of Airflow
-metadata) so that every table reaches its plateau within the first few nights, and a gate that lets
+metadata, and five minutes of the lake's reader grace for a superseded attempt, an hour by default:
+about a night here, as the hour is on real nights) so that every table reaches its plateau within
+the first few nights, and a gate that lets
 a night drop 20% below the served one (publish.max_drop 0.2: a 400-user night's metric moves more
 from night to night than the default 10% allows).
 
@@ -201,6 +203,7 @@ def main() -> int:
     env = airflow_env(work, GENRE_NOTIFIER_CONN="soak_alerts", AIRFLOW_CONN_SOAK_ALERTS=inbox.connection(),
                       GENRE_DEADLINE_MIN=str(args.deadline_min), GENRE_TASK_RETRIES="1", GENRE_RETRY_DELAY_S="5",
                       GENRE_FAULT_FILE=str(work / "fault"), AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
+                      GENRE_LAKE_GRACE_S="300",
                       GENRE_FAIL_STAGE=f"recommend:sleep-{int(args.deadline_min * 60) + 30}@{slow}")
     delivered: dict[str, int] = {}
     for d in warm:
