@@ -117,6 +117,21 @@ def test_missing_night_fails_schema_and_volume(steady):
     assert rec.loc["volume", "value"] == 0 and not rec.loc["volume", "passed"]
 
 
+def test_refused_nights_do_not_become_the_normal(steady):
+    """Four low nights in a row (each refused) then a healthy one: the band is made of the nights that
+    passed, so the healthy night is inside it (with every trailing night, the median would be the low
+    nights' and the healthy night 10x outside)."""
+    c, lake = steady
+    for d in range(4, 8):
+        write_inputs(lake, night(d), rows=100, seed=d)
+        assert run(check_inputs, c, night(d))["check.volume.passed"] == 0
+    write_inputs(lake, night(8), seed=8)
+    run(check_inputs, c, night(8))
+    rec = records(lake, "input_checks", night(8))
+    assert rec.loc["volume", "passed"], rec.loc["volume", "message"]
+    assert "median 1000 of 3 trailing nights that passed" in rec.loc["volume", "message"]
+
+
 def test_genre_mix_drift_and_output_faults(steady):
     c, lake = steady
     write_recs(lake, night(4), skew=["i0", "i4", "i8", "i12", "i16"])  # every pick a Drama

@@ -42,11 +42,19 @@ def trailing(lake: Lake, table: str, ds: str, nights: int) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
 
 
+def passed(past: pd.DataFrame, check: str) -> pd.Series:
+    """The trailing records of `check` that passed: what a later night is compared with."""
+    return (past["check"] == check) & past["passed"].astype(bool)
+
+
 def in_band(check: str, value: float, past: pd.DataFrame, cfg_checks, what: str,
             band: Optional[tuple[float, float]] = None) -> Result:
-    """`value` against the median of the same check's trailing values times `band` (checks.band)."""
+    """`value` against the median of the same check's trailing values times `band` (checks.band).
+    Only nights that passed this check make the band: a run of refused nights (a missing day, a
+    tenth of the volume) must not become the normal a healthy night is then refused against. A lasting
+    change of level therefore fails until the profile's band (or severity) says it is the new normal."""
     band = band or cfg_checks.band
-    values = [float(v) for v in past.loc[past["check"] == check, "value"] if v is not None and math.isfinite(v)]
+    values = [float(v) for v in past.loc[passed(past, check), "value"] if v is not None and math.isfinite(v)]
     if len(values) < cfg_checks.min_trailing:
         return Result(check, value, True, f"{what} {value:.0f}; {len(values)} trailing nights, fewer than "
                       f"checks.min_trailing {cfg_checks.min_trailing}: not compared")
@@ -55,7 +63,7 @@ def in_band(check: str, value: float, past: pd.DataFrame, cfg_checks, what: str,
     ok = lo <= value <= hi
     ratio = value / mid if mid else float("inf")
     return Result(check, value, ok, f"{what} {value:.0f} is {ratio:.2f}x the median {mid:.0f} of {len(values)} "
-                  f"trailing nights (band {band[0]:g}..{band[1]:g}x: "
+                  f"trailing nights that passed (band {band[0]:g}..{band[1]:g}x: "
                   f"{'inside' if ok else 'outside'})", lo, hi)
 
 

@@ -9,7 +9,17 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from genre_lib.checks.figures import Result, at_least, at_most, genre_mix, in_band, pandera_result, psi, trailing
+from genre_lib.checks.figures import (
+    Result,
+    at_least,
+    at_most,
+    genre_mix,
+    in_band,
+    pandera_result,
+    passed,
+    psi,
+    trailing,
+)
 from genre_lib.lake.storage import Lake
 
 TABLE = "output_checks"
@@ -51,7 +61,7 @@ def run_checks(lake: Lake, ds: str, cfg) -> list[Result]:
                         f"{recs['item_id'].nunique()} of {len(items)} catalogue items recommended:"))
 
     mix = genre_mix(recs["item_id"], labelled(items)).to_dict()
-    before = [json.loads(d) for d in past.loc[past["check"] == "genre_mix_drift", "detail"] if isinstance(d, str)]
+    before = [json.loads(d) for d in past.loc[passed(past, "genre_mix_drift"), "detail"] if isinstance(d, str)]
     if len(before) < ck.min_trailing:
         out.append(Result("genre_mix_drift", 0.0, True, f"genre mix of {len(mix)} genres; {len(before)} trailing "
                           f"nights, fewer than checks.min_trailing {ck.min_trailing}: not compared",

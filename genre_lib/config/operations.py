@@ -35,7 +35,8 @@ CHECKS = {
 class ChecksConfig(_Section):
     """Read by the check_inputs and check_outputs stages and by the publish gate."""
     trailing_nights: int = Field(7, ge=1, description="Earlier nights (their check records) a figure is compared "
-                                 "with: their median, or for the genre mix their mean.")
+                                 "with: the median of those that passed the same check (a run of refused nights "
+                                 "does not become the normal), or for the genre mix their mean.")
     min_trailing: int = Field(2, ge=1, description="Fewest earlier nights a trailing comparison needs; with fewer "
                               "(a new lake) it passes and says so.")
     band: tuple[float, float] = Field((0.5, 2.0), description="Allowed ratio [low, high] of a counted figure to its "
