@@ -8,8 +8,8 @@ steady volume is generated up front (a few warm-up days, then one day per night)
 file is delivered just before its night, as an export would arrive. Each night is triggered with its
 run date and waited for, one at a time. The nights are the default profile's (its users, items,
 daily volume and 30-day history window, whose days are delivered before night 1), with shorter
-retention (three nights of every snapshot, three days of MLflow runs, a few minutes of Airflow
-metadata, and five minutes of the lake's reader grace for a superseded attempt, an hour by default:
+retention (three nights of every snapshot, two served versions, three days of MLflow runs, a few
+minutes of Airflow metadata, and five minutes of the lake's reader grace for a superseded attempt, an hour by default:
 about a night here, as the hour is on real nights) so that every table reaches its plateau within
 the first few nights, and a gate that lets
 a night drop 20% below the served one (publish.max_drop 0.2: a 400-user night's metric moves more
@@ -68,7 +68,7 @@ SNAPSHOTS = ["items_clean", "genre_vocab", "user_genre_weights", "item_genres", 
 
 def profile(work: Path) -> list[str]:
     return [f"lake.root={work}/lake", f"data.path={work}/data", f"publish.sqlite_path={work}/serving/serving.db",
-            "spark.shuffle_partitions=2", "publish.max_drop=0.2",
+            "spark.shuffle_partitions=2", "publish.max_drop=0.2", "publish.keep=2",
             "maintenance.keep_nights={" + ", ".join(f"{t}: 3" for t in SNAPSHOTS) + "}",
             "maintenance.mlflow_keep_days=3", "maintenance.registry_keep=2", "maintenance.airflow_keep_days=0.006"]
 
