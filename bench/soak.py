@@ -9,11 +9,11 @@ file is delivered just before its night, as an export would arrive. Each night i
 run date and waited for, one at a time. The nights are the default profile's (its users, items,
 daily volume and 30-day history window, whose days are delivered before night 1), with shorter
 retention (three nights of every snapshot, two served versions, three days of MLflow runs, a few
-minutes of Airflow metadata, and five minutes of the lake's reader grace for a superseded attempt, an hour by default:
-about a night here, as the hour is on real nights) so that every table reaches its plateau within
-the first few nights, and a gate that lets
-a night drop 20% below the served one (publish.max_drop 0.2: a 400-user night's metric moves more
-from night to night than the default 10% allows).
+minutes of Airflow metadata, and five minutes of the lake's reader grace for a superseded attempt,
+an hour by default: about a night here, as the hour is on real nights) so that every table reaches
+its plateau within the first few nights, and a gate that lets a night drop 20% below the served one
+(publish.max_drop 0.2: a 400-user night's metric moves more from night to night than the default
+10% allows).
 
 Faults, spread over nights 3 .. N-1 (the last night is a healthy one), with the outcome and the
 number of alerts each must get:
