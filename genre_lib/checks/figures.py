@@ -52,7 +52,8 @@ def in_band(check: str, value: float, past: pd.DataFrame, cfg_checks, what: str,
     """`value` against the median of the same check's trailing values times `band` (checks.band).
     Only nights that passed this check make the band: a run of refused nights (a missing day, a
     tenth of the volume) must not become the normal a healthy night is then refused against. A lasting
-    change of level therefore fails until the profile's band (or severity) says it is the new normal."""
+    change of level fails until fewer than checks.min_trailing of the trailing nights passed (6 nights
+    with the defaults); then it is not compared for a night or two, and after that it is the normal."""
     band = band or cfg_checks.band
     values = [float(v) for v in past.loc[passed(past, check), "value"] if v is not None and math.isfinite(v)]
     if len(values) < cfg_checks.min_trailing:
