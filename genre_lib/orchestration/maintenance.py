@@ -164,7 +164,7 @@ def mlflow_orphans(uri: str) -> list[dict]:
     try:
         with engine.begin() as db:
             db.execute(sa.text(f"DELETE FROM input_tags WHERE input_uuid IN "
-                                       f"(SELECT input_uuid FROM inputs WHERE {ORPHAN_INPUTS})")).rowcount
+                               f"(SELECT input_uuid FROM inputs WHERE {ORPHAN_INPUTS})"))
             links = db.execute(sa.text(f"DELETE FROM inputs WHERE {ORPHAN_INPUTS}")).rowcount
             sets = db.execute(sa.text("DELETE FROM datasets WHERE dataset_uuid NOT IN "
                                       "(SELECT source_id FROM inputs WHERE source_type = 'DATASET')")).rowcount
