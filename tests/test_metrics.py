@@ -128,3 +128,27 @@ def test_lake_history_back_in_u_data_order_gives_the_published_split(tmp_path):
     published = stratified_split(src)[1][["user_id", "item_id"]].reset_index(drop=True)
     assert stratified_split(back)[1][["user_id", "item_id"]].reset_index(drop=True).equals(published)
     assert not stratified_split(lake_order)[1][["user_id", "item_id"]].reset_index(drop=True).equals(published)
+
+
+def test_spark_metrics_do_not_depend_on_how_rows_are_split(spark):
+    """The same night twice must give the same bits: Spark's sums of doubles otherwise follow the
+    partitioning and the order tasks finish."""
+    from genre_lib.protocol.metrics import spark_ranking_metrics
+
+    rng = np.random.default_rng(5)
+    truth = pd.DataFrame({"user_id": rng.integers(0, 400, 4000).astype(str),
+                          "item_id": rng.integers(0, 300, 4000).astype(str)}).drop_duplicates()
+    recs = pd.concat([pd.DataFrame({"user_id": str(u), "item_id": rng.choice(300, 10, replace=False).astype(str),
+                                    "rank": np.arange(1, 11)}) for u in range(400)], ignore_index=True)
+    genres = pd.DataFrame({"item_id": rng.integers(0, 300, 900).astype(str), "genre": rng.choice(list("abcdefgh"), 900),
+                           "score": rng.random(900)}).drop_duplicates(["item_id", "genre"])
+    users = pd.DataFrame({"item_id": np.arange(300).astype(str), "users": rng.integers(0, 50, 300).astype(float)})
+
+    def run(parts: int, seed: int) -> dict:
+        frames = [spark.createDataFrame(f.sample(frac=1.0, random_state=seed)).repartition(parts)
+                  for f in (truth, recs, genres, users)]
+        return spark_ranking_metrics(frames[0], frames[1], 10, item_genres=frames[2], item_users=frames[3],
+                                     n_catalogue=300, n_train_users=400)
+
+    first = run(1, 0)
+    assert all(run(parts, seed) == first for parts, seed in [(7, 1), (3, 2), (13, 3)])
