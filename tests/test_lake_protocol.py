@@ -128,7 +128,7 @@ def test_kill_at_each_write_while_a_reader_reads(lake_root, point):
                 if len(df) != man["row_count"] or titles != {f"t{len(df)}"}:
                     errors.append(f"mixed read: {len(df)} rows, titles {titles}, manifest {man['row_count']}")
                 seen.append(len(df))
-            except Exception as e:  # noqa: BLE001: nothing, or a half partition, is a failure too
+            except Exception as e:  # noqa: BLE001 - nothing, or a half partition, is a failure too
                 errors.append(repr(e))
 
     t = threading.Thread(target=reader)
