@@ -44,28 +44,12 @@ def per_user_metrics(truth: pd.DataFrame, recs: pd.DataFrame, k: int) -> pd.Data
     hits["gain"] = 1.0 / np.log1p(hits["rank"].to_numpy(float))
     hits["prec"] = (hits.groupby("user_id").cumcount() + 1) / hits["rank"]
     per = hits.groupby("user_id").agg(hit=("rank", "size"), dcg=("gain", "sum"), ap=("prec", "sum"))
-    return _accuracy(per.reindex(users, fill_value=0.0).join(actual), k)
-
-
-def _accuracy(per: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Each user's accuracy metrics from their counts (hit, dcg, ap, actual), for both twins."""
+    per = per.reindex(users, fill_value=0.0).join(actual)
     ideal = np.cumsum(1.0 / np.log1p(np.arange(1, k + 1)))
-    idcg = ideal[np.minimum(per["actual"].to_numpy(int), k) - 1] if len(per) else np.zeros(0)
+    idcg = ideal[np.minimum(per["actual"].to_numpy(), k) - 1] if len(per) else np.zeros(0)
     return pd.DataFrame({f"ndcg@{k}": per["dcg"] / idcg, f"precision@{k}": per["hit"] / k,
                          f"recall@{k}": per["hit"] / per["actual"], f"map@{k}": per["ap"] / per["actual"],
-                         f"hit_rate@{k}": (per["hit"] > 0).astype(float)}, index=per.index).astype(float)
-
-
-def _means(per: pd.DataFrame) -> dict:
-    n = len(per)
-    return {**{m: float(per[m].mean()) if n else 0.0 for m in per.columns}, "users": n}
-
-
-def _diversity(lists: pd.DataFrame) -> float:
-    """Mean over lists of more than one item (m items; self = sum of each item's |a|^2; sum_sq = |sum a|^2)."""
-    lists = lists[lists["m"] > 1]
-    pairs = lists["m"] * (lists["m"] - 1) / 2
-    return float((1 - (lists["sum_sq"] - lists["self"]) / 2 / pairs).mean()) if len(lists) else 0.0
+                         f"hit_rate@{k}": (per["hit"] > 0).astype(float)}, index=users).astype(float)
 
 
 def ranking_metrics(truth: pd.DataFrame, recs: pd.DataFrame, k: int, *, n_catalogue: Optional[int] = None,
@@ -74,7 +58,10 @@ def ranking_metrics(truth: pd.DataFrame, recs: pd.DataFrame, k: int, *, n_catalo
     """Numpy/pandas reference. truth: (user_id, item_id); recs: (user_id, item_id, rank 1..);
     item_genres: (item_id, genre, score); item_users: (item_id, users) counts in training."""
     recs = recs[recs["rank"] <= k][["user_id", "item_id", "rank"]]
-    out = _means(per_user_metrics(truth, recs, k))
+    per = per_user_metrics(truth, recs, k)
+    n = len(per)
+    out = {m: float(per[m].mean()) if n else 0.0 for m in per.columns}
+    out["users"] = n
     if n_catalogue:
         out[f"coverage@{k}"] = float(recs["item_id"].nunique() / n_catalogue)
     if item_genres is not None:
@@ -85,7 +72,9 @@ def ranking_metrics(truth: pd.DataFrame, recs: pd.DataFrame, k: int, *, n_catalo
         lst = recs.groupby("user_id").agg(m=("item_id", "size"))
         lst["self"] = recs.assign(sq=recs["item_id"].map(per_item_sq).fillna(0.0)).groupby("user_id")["sq"].sum()
         lst["sum_sq"] = sum_sq.reindex(lst.index).fillna(0.0)
-        out[f"diversity@{k}"] = _diversity(lst)
+        lst = lst[lst["m"] > 1]
+        pairs = lst["m"] * (lst["m"] - 1) / 2
+        out[f"diversity@{k}"] = float((1 - (lst["sum_sq"] - lst["self"]) / 2 / pairs).mean()) if len(lst) else 0.0
     if item_users is not None and n_train_users:
         cnt = recs["item_id"].map(item_users.set_index("item_id")["users"]).fillna(0.0).clip(lower=1.0)
         out[f"novelty@{k}"] = float((-np.log2(cnt / n_train_users)).mean()) if len(recs) else 0.0
@@ -94,47 +83,57 @@ def ranking_metrics(truth: pd.DataFrame, recs: pd.DataFrame, k: int, *, n_catalo
 
 def spark_ranking_metrics(truth, recs, k: int, *, n_catalogue: Optional[int] = None, item_genres=None,
                           item_users=None, n_train_users: Optional[int] = None) -> dict:
-    """The same metrics over Spark DataFrames (same column names as the reference). Spark adds up each
-    user's figures, always in ascending order (`_sorted_sum`), and the driver takes the means over
-    one row per user in user order, as the reference does: a plain F.sum adds partial sums in the
-    order tasks finish, so the same night would not give the same last digits twice."""
+    """The same metrics over Spark DataFrames (same column names as the reference). Every sum of
+    doubles is taken in decimal (`exact_sum`): a double sum adds Spark's partial sums in the order its
+    tasks finish, so the same night would not give the same last digits twice; a decimal sum is exact."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    def _sorted_sum(col):
-        return F.aggregate(F.array_sort(F.collect_list(col)), F.lit(0.0), lambda acc, x: acc + x)
+    def exact_sum(col, window=None):
+        total = F.sum((F.col(col) if isinstance(col, str) else col).cast("decimal(38,18)"))
+        return (total if window is None else total.over(window)).cast("double")
+
+    def exact_avg(col):
+        return exact_sum(col) / F.count(F.lit(1))
 
     recs = recs.where(F.col("rank") <= k).select("user_id", "item_id", "rank").cache()
     truth = truth.select("user_id", "item_id").distinct()
     actual = truth.groupBy("user_id").agg(F.count("*").alias("actual"))
-    ranks = (recs.join(truth, ["user_id", "item_id"]).groupBy("user_id")
-             .agg(F.array_sort(F.collect_list("rank")).alias("ranks")))
-    hits = ranks.select("user_id", F.size("ranks").alias("hit"),
-                        F.aggregate("ranks", F.lit(0.0), lambda acc, r: acc + 1.0 / F.log1p(r)).alias("dcg"),
-                        F.expr("aggregate(sequence(1, size(ranks)), 0D, (acc, i) -> acc + i / element_at(ranks, i))")
-                        .alias("ap"))
-    per = (actual.join(recs.select("user_id").distinct(), "user_id").join(hits, "user_id", "left")
-           .fillna(0, ["hit"]).fillna(0.0, ["dcg", "ap"]).toPandas().set_index("user_id").sort_index())
-    out = _means(_accuracy(per, k))
+    common = actual.join(recs.select("user_id").distinct(), "user_id")
+    w = Window.partitionBy("user_id").orderBy("rank")
+    hits = (recs.join(truth, ["user_id", "item_id"])
+            .withColumn("prec", F.row_number().over(w) / F.col("rank"))
+            .groupBy("user_id").agg(F.count("*").alias("hit"), exact_sum(1.0 / F.log1p("rank")).alias("dcg"),
+                                    exact_sum("prec").alias("ap")))
+    per = (common.join(hits, "user_id", "left").fillna(0.0, ["hit", "dcg", "ap"])
+           .withColumn("idcg", F.expr(f"aggregate(sequence(1, least(actual, {k})), 0D, (acc, r) -> acc + 1D / ln(1D + r))")))
+    row = per.agg(F.count("*").alias("n"), F.sum("hit").alias("hit"), exact_sum(F.col("dcg") / F.col("idcg")).alias("ndcg"),
+                  exact_sum(F.col("hit") / F.col("actual")).alias("recall"), exact_sum(F.col("ap") / F.col("actual")).alias("map"),
+                  F.sum((F.col("hit") > 0).cast("double")).alias("hr")).first()
+    n = row["n"]
+    out = {}
+    if n:
+        out.update({f"ndcg@{k}": row["ndcg"] / n, f"precision@{k}": row["hit"] / (k * n),
+                    f"recall@{k}": row["recall"] / n, f"map@{k}": row["map"] / n, f"hit_rate@{k}": row["hr"] / n})
+    else:
+        out.update({f"{m}@{k}": 0.0 for m in ("ndcg", "precision", "recall", "map", "hit_rate")})
+    out["users"] = n
     if n_catalogue:
         out[f"coverage@{k}"] = recs.select("item_id").distinct().count() / n_catalogue
-    lists = recs.groupBy("user_id").agg(F.count("*").alias("m"))
     if item_genres is not None:
         g = item_genres.where(F.col("score") > 0)
-        norm = g.groupBy("item_id").agg(F.sqrt(_sorted_sum(F.col("score") ** 2)).alias("norm"))
-        a = g.join(norm, "item_id").select("item_id", "genre", (F.col("score") / F.col("norm")).alias("a"))
-        sq = a.groupBy("item_id").agg(_sorted_sum(F.col("a") ** 2).alias("sq"))
-        s = (recs.join(a, "item_id").groupBy("user_id", "genre").agg(_sorted_sum("a").alias("s"))
-             .groupBy("user_id").agg(_sorted_sum(F.col("s") ** 2).alias("sum_sq")))
-        self_sq = recs.join(sq, "item_id", "left").groupBy("user_id").agg(_sorted_sum(F.coalesce("sq", F.lit(0.0))).alias("self"))
-        lists = lists.join(self_sq, "user_id").join(s, "user_id", "left").fillna(0.0, ["sum_sq"])
+        g = g.withColumn("a", F.col("score") / F.sqrt(exact_sum(F.col("score") ** 2, Window.partitionBy("item_id"))))
+        sq = g.groupBy("item_id").agg(exact_sum(F.col("a") ** 2).alias("sq"))
+        s = (recs.join(g, "item_id").groupBy("user_id", "genre").agg(exact_sum("a").alias("s"))
+             .groupBy("user_id").agg(exact_sum(F.col("s") ** 2).alias("sum_sq")))
+        lst = (recs.join(sq, "item_id", "left").groupBy("user_id")
+               .agg(F.count("*").alias("m"), exact_sum(F.coalesce("sq", F.lit(0.0))).alias("self"))
+               .join(s, "user_id", "left").fillna(0.0, ["sum_sq"]).where(F.col("m") > 1))
+        div = lst.agg(exact_avg(1 - (F.col("sum_sq") - F.col("self")) / 2 / (F.col("m") * (F.col("m") - 1) / 2))).first()[0]
+        out[f"diversity@{k}"] = float(div) if div is not None else 0.0
     if item_users is not None and n_train_users:
-        nov = -F.log2(F.greatest(F.coalesce("users", F.lit(0.0)), F.lit(1.0)) / n_train_users)
-        lists = lists.join(recs.join(item_users, "item_id", "left").groupBy("user_id").agg(_sorted_sum(nov).alias("nov")),
-                           "user_id")
-    lists = lists.toPandas().set_index("user_id").sort_index()
-    if item_genres is not None:
-        out[f"diversity@{k}"] = _diversity(lists)
-    if item_users is not None and n_train_users:
-        out[f"novelty@{k}"] = float(lists["nov"].sum() / lists["m"].sum()) if len(lists) else 0.0
+        nov = (recs.join(item_users, "item_id", "left")
+               .agg(exact_avg(-F.log2(F.greatest(F.coalesce("users", F.lit(0.0)), F.lit(1.0)) / n_train_users))).first()[0])
+        out[f"novelty@{k}"] = float(nov) if nov is not None else 0.0
     recs.unpersist()
     return {key: float(v) if key != "users" else int(v) for key, v in out.items()}
